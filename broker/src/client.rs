@@ -1,0 +1,602 @@
+//! A client connection's session: its read loop and what each client operation means.
+//!
+//! Contract: `run_client` owns one accepted socket until it closes. It sends INFO, then reads
+//! in batches, parses every complete operation in the batch, queues replies and deliveries,
+//! and wakes each receiver's writer once per batch. Authentication (when required) must come
+//! as the first operation within the auth timeout; PINGs go out after a quiet ping interval
+//! and `ping_max` unanswered ones close the connection as stale. Every violation answers with
+//! nats-server's `-ERR` text (or none, where nats-server closes silently). On exit the
+//! session removes its subscriptions, so no delivery reaches a closed connection for long.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::sleep_until;
+
+use crate::account::{Account, Matches};
+use crate::connection::writer::run_writer;
+use crate::connection::{CloseReason, Connection};
+use crate::dispatch::{self, DeliveryOutcome, FlushSet, Message, Publisher, QueuePicker};
+use crate::logging;
+use crate::options::ServerOptions;
+use crate::protocol::errors::text;
+use crate::protocol::info::CLIENT_PROTOCOL_INFO;
+use crate::protocol::server_operations::{self, NO_RESPONDERS_HEADER};
+use crate::protocol::{
+    parse_client_operation, ClientOperation, ConnectOptions, ParserLimits, Parsed, ProtocolError,
+    Publish,
+};
+use crate::server::Server;
+use crate::subject;
+use crate::subscription::Subscription;
+
+/// The first read buffer; it doubles while reads fill it, up to `MAX_READ_SIZE`.
+const MIN_READ_SIZE: usize = 512;
+const MAX_READ_SIZE: usize = 64 * 1024;
+/// The first server PING after CONNECT comes no later than this (nats-server's value).
+const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// Entries in a connection's private match cache before it is cleared.
+const MATCH_CACHE_CAPACITY: usize = 512;
+
+/// Runs a client connection to completion.
+pub async fn run_client<R, W>(server: Arc<Server>, connection: Arc<Connection>, reader: R, writer: W)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let options = server.options();
+    let writer_task = tokio::spawn(run_writer(
+        Arc::clone(&connection),
+        writer,
+        options.write_deadline,
+    ));
+    connection.send_control(&server.client_info(&connection).to_protocol_line());
+
+    let mut session = ClientSession::new(Arc::clone(&server), Arc::clone(&connection), options);
+    let reason = session.read_loop(reader).await;
+    connection.close(reason);
+    session.finish();
+    // The writer ends once it has flushed what the close reason allows.
+    let _ = writer_task.await;
+    server.connection_closed(&connection);
+}
+
+/// A connection's private cache of match results, valid for one account generation.
+#[derive(Debug, Default)]
+struct MatchCache {
+    generation: u64,
+    results: HashMap<Box<[u8]>, Matches>,
+}
+
+struct ClientSession {
+    server: Arc<Server>,
+    connection: Arc<Connection>,
+    options: Arc<ServerOptions>,
+    account: Arc<Account>,
+    connect: ConnectOptions,
+    connect_received: bool,
+    awaiting_authentication: bool,
+    limits: ParserLimits,
+    match_cache: MatchCache,
+    flush_set: FlushSet,
+    picker: QueuePicker,
+    outcome: DeliveryOutcome,
+    pings_outstanding: u32,
+    ping_sent_at: Option<Instant>,
+    next_ping: Instant,
+    authentication_deadline: Instant,
+    last_inbound: Instant,
+    last_ping_received: Option<Instant>,
+    batch_in_messages: u64,
+    batch_in_bytes: u64,
+    reloads: tokio::sync::watch::Receiver<u64>,
+}
+
+impl ClientSession {
+    fn new(server: Arc<Server>, connection: Arc<Connection>, options: Arc<ServerOptions>) -> Self {
+        let now = Instant::now();
+        let account = server.global_account();
+        let reloads = server.reloads();
+        Self {
+            reloads,
+            awaiting_authentication: options.authorization.is_required(),
+            limits: ParserLimits {
+                max_control_line: options.max_control_line,
+                max_payload: options.max_payload,
+            },
+            next_ping: now + options.ping_interval,
+            authentication_deadline: now + options.auth_timeout(),
+            picker: QueuePicker::new(connection.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            server,
+            connection,
+            options,
+            account,
+            connect: ConnectOptions::default(),
+            connect_received: false,
+            match_cache: MatchCache::default(),
+            flush_set: FlushSet::default(),
+            outcome: DeliveryOutcome::default(),
+            pings_outstanding: 0,
+            ping_sent_at: None,
+            last_inbound: now,
+            last_ping_received: None,
+            batch_in_messages: 0,
+            batch_in_bytes: 0,
+        }
+    }
+
+    /// Reads until the connection closes; returns why.
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, mut reader: R) -> CloseReason {
+        let mut buffer = BytesMut::new();
+        let mut read_size = MIN_READ_SIZE;
+        let closing = self.connection.closing().clone();
+        loop {
+            if buffer.capacity() - buffer.len() < read_size {
+                buffer.reserve(read_size);
+            }
+            tokio::select! {
+                biased;
+                () = closing.cancelled() => {
+                    return self.connection.close_reason().unwrap_or(CloseReason::ServerShutdown);
+                }
+                read = reader.read_buf(&mut buffer) => {
+                    let count = match read {
+                        Ok(0) => return CloseReason::ClientClosed,
+                        Ok(count) => count,
+                        Err(_) => return CloseReason::ReadError,
+                    };
+                    self.last_inbound = Instant::now();
+                    read_size = next_read_size(read_size, count);
+                    let processed = self.process_buffer(&mut buffer);
+                    self.finish_batch();
+                    if let Err(reason) = processed {
+                        return reason;
+                    }
+                    if buffer.is_empty() && buffer.capacity() > 2 * MAX_READ_SIZE {
+                        buffer = BytesMut::new();
+                    }
+                }
+                changed = self.reloads.changed() => {
+                    if changed.is_ok() {
+                        if let Err(reason) = self.apply_reload() {
+                            return reason;
+                        }
+                    }
+                }
+                () = sleep_until(self.next_ping.into()) => {
+                    if let Err(reason) = self.ping_timer() {
+                        return reason;
+                    }
+                }
+                () = sleep_until(self.authentication_deadline.into()), if self.awaiting_authentication => {
+                    self.send_error(text::AUTHENTICATION_TIMEOUT);
+                    return CloseReason::AuthenticationTimeout;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete operation at the front of `buffer`.
+    fn process_buffer(&mut self, buffer: &mut BytesMut) -> Result<(), CloseReason> {
+        let mut offset = 0;
+        let result = loop {
+            let remaining = &buffer[offset..];
+            if remaining.is_empty() {
+                break Ok(());
+            }
+            if self.awaiting_authentication && !matches!(remaining[0], b'C' | b'c') {
+                if let Err(reason) = self.authenticate_without_connect() {
+                    break Err(reason);
+                }
+            }
+            match parse_client_operation(remaining, &self.limits) {
+                Ok(Parsed::Complete {
+                    operation,
+                    consumed,
+                }) => {
+                    if let Err(reason) = self.handle(operation) {
+                        break Err(reason);
+                    }
+                    offset += consumed;
+                }
+                Ok(Parsed::Incomplete { minimum_total }) => {
+                    if let Some(total) = minimum_total {
+                        buffer.reserve(total.saturating_sub(remaining.len()));
+                    }
+                    break Ok(());
+                }
+                Err(error) => break Err(self.protocol_violation(&error)),
+            }
+        };
+        buffer.advance(offset);
+        result
+    }
+
+    /// Publishes the batch's counters and wakes every receiver once.
+    fn finish_batch(&mut self) {
+        self.flush_set.flush();
+        let expired = std::mem::take(&mut self.outcome.expired);
+        if !expired.is_empty() {
+            self.expire_subscriptions(&expired);
+        }
+        self.server.statistics.count_batch(
+            self.batch_in_messages,
+            self.batch_in_bytes,
+            self.outcome.deliveries,
+            self.outcome.bytes,
+        );
+        self.batch_in_messages = 0;
+        self.batch_in_bytes = 0;
+        self.outcome.deliveries = 0;
+        self.outcome.bytes = 0;
+    }
+
+    fn protocol_violation(&mut self, error: &ProtocolError) -> CloseReason {
+        if let Some(text) = error.client_error_text() {
+            self.send_error(text);
+        }
+        logging::debug(format_args!(
+            "{} - Client protocol error: {error}",
+            self.describe()
+        ));
+        match error {
+            ProtocolError::UnknownOperation | ProtocolError::PayloadTerminator => {
+                CloseReason::ParseError
+            }
+            ProtocolError::MaxControlLineExceeded => CloseReason::MaxControlLineExceeded,
+            ProtocolError::MaxPayloadExceeded { .. } => CloseReason::MaxPayloadExceeded,
+            ProtocolError::InvalidClientProtocol => CloseReason::BadClientProtocolVersion,
+            ProtocolError::NoRespondersRequiresHeaders => CloseReason::NoRespondersRequiresHeaders,
+            ProtocolError::MalformedArguments { .. }
+            | ProtocolError::HeadersNotNegotiated
+            | ProtocolError::InvalidConnect(_) => CloseReason::ProtocolViolation,
+        }
+    }
+
+    fn handle(&mut self, operation: ClientOperation<'_>) -> Result<(), CloseReason> {
+        match operation {
+            ClientOperation::Publish(publish) => self.publish(&publish),
+            ClientOperation::Ping => {
+                self.last_ping_received = Some(Instant::now());
+                self.queue_own(server_operations::PONG);
+                Ok(())
+            }
+            ClientOperation::Pong => {
+                self.pings_outstanding = 0;
+                if let Some(sent) = self.ping_sent_at.take() {
+                    let round_trip = sent.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                    self.connection
+                        .round_trip_nanos
+                        .store(round_trip, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            ClientOperation::Subscribe {
+                subject,
+                queue_group,
+                sid,
+            } => {
+                self.subscribe(subject, queue_group, sid);
+                Ok(())
+            }
+            ClientOperation::Unsubscribe { sid, max_messages } => {
+                self.unsubscribe(sid, max_messages);
+                Ok(())
+            }
+            ClientOperation::Connect(json) => self.connect(json),
+            ClientOperation::Ok | ClientOperation::Info(_) => Ok(()),
+            ClientOperation::Error(text) => {
+                logging::error(format_args!(
+                    "{} - Client Error {}",
+                    self.describe(),
+                    String::from_utf8_lossy(text)
+                ));
+                Err(CloseReason::ParseError)
+            }
+        }
+    }
+
+    fn connect(&mut self, json: &[u8]) -> Result<(), CloseReason> {
+        let connect = match ConnectOptions::parse(json) {
+            Ok(connect) => connect,
+            Err(error) => {
+                let error = ProtocolError::InvalidConnect(error.to_string());
+                return Err(self.protocol_violation(&error));
+            }
+        };
+        let now = Instant::now();
+        if !self.connect_received {
+            // nats-server's first PING comes soon after CONNECT, then every ping interval.
+            let first = self.options.ping_interval.min(FIRST_PING_INTERVAL);
+            self.next_ping = now + first + jitter(first, self.connection.id);
+        }
+        self.connect_received = true;
+        let user = match self.server.authenticate(&connect) {
+            Some(user) => user,
+            None => return Err(self.authorization_violation(&connect.username)),
+        };
+        if connect.new_account || !connect.account.is_empty() {
+            return Err(self.authorization_violation(&connect.username));
+        }
+        self.awaiting_authentication = false;
+        if !(0..=CLIENT_PROTOCOL_INFO).contains(&connect.protocol) {
+            return Err(self.protocol_violation(&ProtocolError::InvalidClientProtocol));
+        }
+        self.connection
+            .set_accepts_async_info(connect.protocol >= CLIENT_PROTOCOL_INFO);
+        let headers = connect.headers && !self.options.no_header_support;
+        self.connection.set_supports_headers(headers);
+        if connect.no_responders && !headers {
+            return Err(self.protocol_violation(&ProtocolError::NoRespondersRequiresHeaders));
+        }
+        {
+            let mut metadata = self.connection.metadata.lock();
+            metadata.name.clone_from(&connect.name);
+            metadata.lang.clone_from(&connect.lang);
+            metadata.version.clone_from(&connect.version);
+            metadata.authorized_user = user;
+            metadata.account.clone_from(&self.account.name);
+        }
+        if connect.verbose {
+            self.queue_own(server_operations::OK);
+        }
+        self.connect = connect;
+        Ok(())
+    }
+
+    /// nats-server lets a connection skip CONNECT when `no_auth_user` names a known user.
+    fn authenticate_without_connect(&mut self) -> Result<(), CloseReason> {
+        match self.server.no_auth_user() {
+            Some(user) => {
+                self.awaiting_authentication = false;
+                self.connect_received = true;
+                self.connection.metadata.lock().authorized_user = user;
+                Ok(())
+            }
+            None => Err(self.authorization_violation("")),
+        }
+    }
+
+    fn authorization_violation(&mut self, user: &str) -> CloseReason {
+        if user.is_empty() {
+            logging::error(format_args!("{} - authentication error", self.describe()));
+        } else {
+            logging::error(format_args!(
+                "{} - authentication error - User {user:?}",
+                self.describe()
+            ));
+        }
+        self.send_error(text::AUTHORIZATION_VIOLATION);
+        CloseReason::AuthenticationViolation
+    }
+
+    fn publish(&mut self, publish: &Publish<'_>) -> Result<(), CloseReason> {
+        if publish.with_headers && !self.connection.supports_headers() {
+            return Err(self.protocol_violation(&ProtocolError::HeadersNotNegotiated));
+        }
+        self.batch_in_messages += 1;
+        self.batch_in_bytes += publish.payload.len() as u64;
+        self.connection.statistics.count_in(publish.payload.len());
+        if self.connect.pedantic && !subject::is_valid_literal_subject(publish.subject) {
+            self.send_error(text::INVALID_PUBLISH_SUBJECT);
+        }
+        if self.connect.verbose {
+            self.queue_own(server_operations::OK);
+        }
+        let matches = self.matches(publish.subject);
+        let message = Message {
+            subject: publish.subject,
+            reply: publish.reply,
+            header_length: publish.header_length,
+            payload: publish.payload,
+        };
+        let publisher = Publisher {
+            connection_id: self.connection.id,
+            echo: self.connect.echo,
+        };
+        let before = self.outcome.deliveries;
+        dispatch::deliver(
+            &matches,
+            &message,
+            publisher,
+            &mut self.flush_set,
+            &mut self.picker,
+            &mut self.outcome,
+        );
+        if self.outcome.deliveries == before && self.connect.no_responders {
+            if let Some(reply) = publish.reply {
+                self.send_no_responders(reply);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the publisher nobody received its request, on its own subscription to the reply.
+    fn send_no_responders(&mut self, reply: &[u8]) {
+        let matches = self.account.matches(reply);
+        let Some(subscription) = matches
+            .plain
+            .iter()
+            .find(|subscription| subscription.connection.id == self.connection.id)
+        else {
+            return;
+        };
+        let delivery = server_operations::Delivery {
+            subject: reply,
+            sid: &subscription.sid,
+            reply: None,
+            header_length: NO_RESPONDERS_HEADER.len(),
+            payload: NO_RESPONDERS_HEADER,
+        };
+        let _ = self
+            .connection
+            .outbound
+            .lock()
+            .push_delivery(&delivery, true);
+        self.flush_set.add(&self.connection);
+    }
+
+    fn matches(&mut self, subject: &[u8]) -> Matches {
+        let generation = self.account.generation();
+        if generation != self.match_cache.generation {
+            self.match_cache.results.clear();
+            self.match_cache.generation = generation;
+        } else if let Some(found) = self.match_cache.results.get(subject) {
+            return Arc::clone(found);
+        }
+        let found = self.account.matches(subject);
+        if self.match_cache.results.len() >= MATCH_CACHE_CAPACITY {
+            self.match_cache.results.clear();
+        }
+        self.match_cache
+            .results
+            .insert(Box::from(subject), Arc::clone(&found));
+        found
+    }
+
+    fn subscribe(&mut self, subject: &[u8], queue_group: Option<&[u8]>, sid: &[u8]) {
+        let max = self.options.max_subscriptions;
+        if max > 0 && self.connection.subscription_count() >= max {
+            logging::error(format_args!(
+                "{} - {}",
+                self.describe(),
+                text::MAX_SUBSCRIPTIONS_EXCEEDED
+            ));
+            self.send_error(text::MAX_SUBSCRIPTIONS_EXCEEDED);
+            return;
+        }
+        let subscription = Arc::new(Subscription::new(
+            Arc::clone(&self.connection),
+            Bytes::copy_from_slice(subject),
+            queue_group.map(Bytes::copy_from_slice),
+            Bytes::copy_from_slice(sid),
+        ));
+        if self.connection.add_subscription(&subscription).is_none() {
+            if self.account.subscribe(&subscription).is_err() {
+                self.connection.remove_subscription(&subscription);
+                self.send_error(text::INVALID_SUBJECT);
+                return;
+            }
+        }
+        if self.connect.verbose {
+            self.queue_own(server_operations::OK);
+        }
+    }
+
+    fn unsubscribe(&mut self, sid: &[u8], max_messages: Option<u64>) {
+        if let Some(subscription) = self.connection.subscription(sid) {
+            let keep = max_messages.is_some_and(|max| subscription.limit_to(max));
+            if !keep {
+                self.connection.remove_subscription(&subscription);
+                self.account.unsubscribe([&subscription]);
+            }
+        }
+        if self.connect.verbose {
+            self.queue_own(server_operations::OK);
+        }
+    }
+
+    /// Removes subscriptions that reached their auto-unsubscribe limit in this batch.
+    fn expire_subscriptions(&mut self, expired: &[Arc<Subscription>]) {
+        for subscription in expired {
+            subscription.connection.remove_subscription(subscription);
+        }
+        self.account.unsubscribe(expired.iter());
+    }
+
+    /// Takes up reloaded options; a client whose credentials no longer pass is closed.
+    fn apply_reload(&mut self) -> Result<(), CloseReason> {
+        self.options = self.server.options();
+        self.limits = ParserLimits {
+            max_control_line: self.options.max_control_line,
+            max_payload: self.options.max_payload,
+        };
+        if self.connect_received
+            && !self.awaiting_authentication
+            && self.server.authenticate(&self.connect).is_none()
+        {
+            let user = self.connect.username.clone();
+            let reason = self.authorization_violation(&user);
+            return Err(reason);
+        }
+        Ok(())
+    }
+
+    fn ping_timer(&mut self) -> Result<(), CloseReason> {
+        let now = Instant::now();
+        let interval = self.options.ping_interval;
+        let quiet = now.duration_since(self.last_inbound) >= interval
+            && self
+                .last_ping_received
+                .is_none_or(|received| now.duration_since(received) >= interval);
+        if quiet || !self.connect_received {
+            if self.pings_outstanding + 1 > self.options.ping_max {
+                logging::debug(format_args!(
+                    "{} - Stale Client Connection - Closing",
+                    self.describe()
+                ));
+                self.send_error(text::STALE_CONNECTION);
+                return Err(CloseReason::StaleConnection);
+            }
+            self.pings_outstanding += 1;
+            self.ping_sent_at = Some(now);
+            self.connection.send_control(server_operations::PING);
+        }
+        self.next_ping = now + interval;
+        Ok(())
+    }
+
+    /// Queues bytes for this connection itself; they go out with the batch.
+    fn queue_own(&mut self, bytes: &[u8]) {
+        self.connection.outbound.lock().push_control(bytes);
+        self.flush_set.add(&self.connection);
+    }
+
+    fn send_error(&mut self, text: &str) {
+        self.connection
+            .outbound
+            .lock()
+            .push_with(|out| server_operations::encode_error(out, text));
+        self.flush_set.add(&self.connection);
+        self.flush_set.flush();
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}:{} - cid:{}",
+            self.connection.remote_address.ip(),
+            self.connection.remote_address.port(),
+            self.connection.id
+        )
+    }
+
+    /// Removes everything this session registered.
+    fn finish(&mut self) {
+        self.flush_set.flush();
+        let subscriptions = self.connection.take_subscriptions();
+        self.account.unsubscribe(subscriptions.iter());
+    }
+}
+
+/// Doubles the read size while reads fill the buffer and halves it when they use little.
+fn next_read_size(current: usize, read: usize) -> usize {
+    if read >= current {
+        (current * 2).min(MAX_READ_SIZE)
+    } else if read < current / 4 {
+        (current / 2).max(MIN_READ_SIZE)
+    } else {
+        current
+    }
+}
+
+/// Up to 20% extra delay so pings of many connections do not fire together.
+fn jitter(base: Duration, seed: u64) -> Duration {
+    let fifth = base.as_millis() as u64 / 5;
+    if fifth == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) % fifth)
+}

@@ -1,0 +1,284 @@
+//! The parsed form of a config file: a tree of values, each carrying the position it came from.
+//!
+//! A [`Map`] keeps its entries in file order (so later keys win when options overlap, as the
+//! file reads) and replaces an entry when the same key appears again, the way nats-server's
+//! parser does. Keys are stored as written; option processing compares them case-insensitively,
+//! variable lookup compares them exactly.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a key or value starts: file, 1-based line, 1-based column (in characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub file: Arc<str>,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// One value with the position of its first character.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub kind: ValueKind,
+    pub position: Position,
+}
+
+/// The value types of the NATS config language.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueKind {
+    String(String),
+    /// Size suffixes (`1k`, `64MB`, ...) are already applied.
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    DateTime(DateTime),
+    Array(Vec<Value>),
+    Map(Map),
+}
+
+impl ValueKind {
+    /// The type's name for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ValueKind::String(_) => "a string",
+            ValueKind::Integer(_) => "an integer",
+            ValueKind::Float(_) => "a float",
+            ValueKind::Bool(_) => "a boolean",
+            ValueKind::DateTime(_) => "a datetime",
+            ValueKind::Array(_) => "an array",
+            ValueKind::Map(_) => "a map",
+        }
+    }
+}
+
+impl Value {
+    /// Sets this value's position and, recursively, that of everything inside it: values read
+    /// from an environment variable have no file of their own, so they are reported where the
+    /// `$VARIABLE` reference stands.
+    pub(super) fn relocate(&mut self, position: &Position) {
+        self.position = position.clone();
+        match &mut self.kind {
+            ValueKind::Array(items) => items.iter_mut().for_each(|item| item.relocate(position)),
+            ValueKind::Map(map) => map.entries.iter_mut().for_each(|entry| {
+                entry.key_position = position.clone();
+                entry.value.relocate(position);
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// A key and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub key: String,
+    pub key_position: Position,
+    pub value: Value,
+    /// Set when a `$variable` referred to this entry: such keys are definitions, not options, so
+    /// an unrecognised one is not reported as an unknown field.
+    pub used_as_variable: bool,
+}
+
+/// Keys and values in file order; a repeated key replaces the earlier entry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Map {
+    entries: Vec<Entry>,
+}
+
+impl Map {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an entry; an entry with the same key is removed first, so the newest one sits last.
+    pub fn insert(&mut self, entry: Entry) {
+        self.entries.retain(|existing| existing.key != entry.key);
+        self.entries.push(entry);
+    }
+
+    /// The entry whose key is exactly `key`.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|entry| entry.key == key)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|entry| entry.key == key)
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A Zulu datetime, `YYYY-MM-DDTHH:MM:SSZ`, validated (month lengths and leap years included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DateTime {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+}
+
+impl DateTime {
+    /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ`; `None` when the shape or a field is out of range.
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let shape = b"0000-00-00T00:00:00Z";
+        if bytes.len() != shape.len() {
+            return None;
+        }
+        let shape_matches = bytes.iter().zip(shape).all(|(byte, expected)| {
+            if *expected == b'0' {
+                byte.is_ascii_digit()
+            } else {
+                byte == expected
+            }
+        });
+        if !shape_matches {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<u16> { text.get(range)?.parse().ok() };
+        let year = number(0..4)?;
+        let month = u8::try_from(number(5..7)?).ok()?;
+        let day = u8::try_from(number(8..10)?).ok()?;
+        let hour = u8::try_from(number(11..13)?).ok()?;
+        let minute = u8::try_from(number(14..16)?).ok()?;
+        let second = u8::try_from(number(17..19)?).ok()?;
+        let valid = (1..=12).contains(&month)
+            && day >= 1
+            && day <= days_in_month(year, month)
+            && hour < 24
+            && minute < 60
+            && second < 60;
+        valid.then_some(Self {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        })
+    }
+}
+
+fn days_in_month(year: u16, month: u8) -> u8 {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+impl fmt::Display for DateTime {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(line: u32) -> Position {
+        Position {
+            file: Arc::from("test.conf"),
+            line,
+            column: 1,
+        }
+    }
+
+    fn entry(key: &str, number: i64, line: u32) -> Entry {
+        Entry {
+            key: key.to_string(),
+            key_position: position(line),
+            value: Value {
+                kind: ValueKind::Integer(number),
+                position: position(line),
+            },
+            used_as_variable: false,
+        }
+    }
+
+    #[test]
+    fn position_displays_as_file_line_column() {
+        assert_eq!(position(3).to_string(), "test.conf:3:1");
+    }
+
+    #[test]
+    fn repeated_key_replaces_the_entry_and_moves_it_last() {
+        let mut map = Map::new();
+        map.insert(entry("a", 1, 1));
+        map.insert(entry("b", 2, 2));
+        map.insert(entry("a", 3, 3));
+        let keys: Vec<&str> = map.entries().iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["b", "a"]);
+        assert_eq!(
+            map.get("a").map(|e| &e.value.kind),
+            Some(&ValueKind::Integer(3))
+        );
+    }
+
+    #[test]
+    fn keys_are_looked_up_exactly() {
+        let mut map = Map::new();
+        map.insert(entry("Port", 1, 1));
+        assert!(map.get("port").is_none());
+        assert!(map.get("Port").is_some());
+    }
+
+    #[test]
+    fn datetime_parses_zulu_form_and_checks_ranges() {
+        let parsed = DateTime::parse("2024-02-29T23:59:59Z");
+        assert_eq!(
+            parsed.map(|d| d.to_string()).as_deref(),
+            Some("2024-02-29T23:59:59Z")
+        );
+        assert!(DateTime::parse("2023-02-29T00:00:00Z").is_none());
+        assert!(DateTime::parse("2023-13-01T00:00:00Z").is_none());
+        assert!(DateTime::parse("2023-01-01T24:00:00Z").is_none());
+        assert!(DateTime::parse("2023-01-01 00:00:00Z").is_none());
+        assert!(DateTime::parse("2023-01-01T00:00:00").is_none());
+    }
+
+    #[test]
+    fn relocate_moves_nested_values_to_the_reference() {
+        let mut value = Value {
+            kind: ValueKind::Array(vec![Value {
+                kind: ValueKind::Integer(1),
+                position: position(9),
+            }]),
+            position: position(9),
+        };
+        value.relocate(&position(2));
+        let ValueKind::Array(items) = &value.kind else {
+            unreachable!("built as an array above")
+        };
+        assert_eq!(items[0].position, position(2));
+    }
+}

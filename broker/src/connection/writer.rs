@@ -1,0 +1,67 @@
+//! The writer task of a connection: drains the outbound buffer to the socket.
+//!
+//! Contract: runs until the connection closes. Each wake-up takes everything queued in one
+//! swap and writes it with the write deadline; a write that misses the deadline closes the
+//! connection as a slow consumer (write deadline), a failed write as a write error. On close
+//! it writes what is still queued when the close reason asks for it (an `-ERR` must reach the
+//! client before the socket closes), then shuts the socket down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::outbound::RETAINED_CAPACITY;
+use super::{CloseReason, Connection};
+
+/// Writes queued frames until the connection closes.
+pub async fn run_writer<W: AsyncWrite + Unpin>(
+    connection: Arc<Connection>,
+    mut socket: W,
+    write_deadline: Duration,
+) {
+    let mut spare = BytesMut::new();
+    loop {
+        if connection.is_closing() && !flushes_on_close(&connection) {
+            break;
+        }
+        let taken = connection.outbound.lock().take_into(&mut spare);
+        if taken == 0 {
+            if connection.is_closing() {
+                break;
+            }
+            tokio::select! {
+                () = connection.flush.notified() => continue,
+                () = connection.closing().cancelled() => continue,
+            }
+        }
+        let outcome = tokio::time::timeout(write_deadline, socket.write_all(&spare)).await;
+        connection.outbound.lock().written();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                connection.close(CloseReason::WriteError);
+                break;
+            }
+            Err(_) => {
+                connection.close(CloseReason::SlowConsumerWriteDeadline);
+                break;
+            }
+        }
+        spare.clear();
+        if spare.capacity() > RETAINED_CAPACITY {
+            spare = BytesMut::new();
+        }
+    }
+    connection.outbound.lock().close();
+    // Best effort: the peer may already be gone.
+    let _ = tokio::time::timeout(write_deadline, socket.shutdown()).await;
+}
+
+/// A close without a reason is the server shutting down, which flushes like most reasons.
+fn flushes_on_close(connection: &Connection) -> bool {
+    connection
+        .close_reason()
+        .is_none_or(CloseReason::flushes_pending)
+}

@@ -1,0 +1,179 @@
+//! The server's validated options: what a config file and the command line become.
+//!
+//! Every field carries nats-server's default (see `Default`), so a server started with no config
+//! behaves like `nats-server` started with none. `config::load` builds this from a `.conf` file
+//! and `config::cli` applies command-line flags on top; nothing downstream reads raw input.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// nats-server's defaults, named once.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const CLIENT_PORT: u16 = 4222;
+    pub const HOST: &str = "0.0.0.0";
+    pub const MAX_CONTROL_LINE: usize = 4096;
+    pub const MAX_PAYLOAD: usize = 1024 * 1024;
+    pub const MAX_PENDING: usize = 64 * 1024 * 1024;
+    pub const MAX_CONNECTIONS: usize = 64 * 1024;
+    pub const PING_INTERVAL: Duration = Duration::from_secs(120);
+    pub const PING_MAX: u32 = 2;
+    pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+    pub const AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const LAME_DUCK_DURATION: Duration = Duration::from_secs(120);
+    pub const LAME_DUCK_GRACE_PERIOD: Duration = Duration::from_secs(10);
+    pub const MAX_CLOSED_CLIENTS: usize = 10_000;
+}
+
+/// Where the client listener binds. `port: None` is nats-server's `-1`: a port from the OS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// Credentials that `authorization { ... }` or `--user/--pass/--auth` configure.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Authorization {
+    pub user: Option<String>,
+    /// Plain text or a bcrypt hash (`$2a$...`).
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// Users of `authorization { users: [...] }`.
+    pub users: Vec<User>,
+    /// `authorization { timeout }`; `None` means the server default.
+    pub timeout: Option<Duration>,
+}
+
+/// One entry of `authorization { users: [...] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct User {
+    pub user: String,
+    pub password: String,
+}
+
+impl Authorization {
+    /// Whether clients must present credentials.
+    pub fn is_required(&self) -> bool {
+        self.user.is_some() || self.token.is_some() || !self.users.is_empty()
+    }
+}
+
+/// Logging switches (`debug`, `trace`, `logtime`, `log_file`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    pub debug: bool,
+    pub trace: bool,
+    pub logtime: bool,
+    pub logtime_utc: bool,
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Self {
+            debug: false,
+            trace: false,
+            logtime: true,
+            logtime_utc: false,
+            log_file: None,
+        }
+    }
+}
+
+/// A warning found while loading (an unknown option, a deprecated form), printed at startup the
+/// way nats-server prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub message: String,
+}
+
+/// Everything the server needs to run, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerOptions {
+    pub server_name: Option<String>,
+    pub listen: Listen,
+    pub client_advertise: Option<String>,
+    /// `http`/`http_port`/`monitor_port`/`-m`.
+    pub monitoring: Option<Listen>,
+    pub max_control_line: usize,
+    pub max_payload: usize,
+    pub max_pending: usize,
+    pub max_connections: usize,
+    /// 0 means unlimited.
+    pub max_subscriptions: usize,
+    pub ping_interval: Duration,
+    pub ping_max: u32,
+    pub write_deadline: Duration,
+    pub lame_duck_duration: Duration,
+    pub lame_duck_grace_period: Duration,
+    pub no_header_support: bool,
+    pub authorization: Authorization,
+    pub no_auth_user: Option<String>,
+    pub system_account: Option<String>,
+    pub logging: Logging,
+    pub pid_file: Option<PathBuf>,
+    pub ports_file_dir: Option<PathBuf>,
+    pub max_closed_clients: usize,
+    /// The config file this was loaded from, if any (for reload and `/varz`).
+    pub config_file: Option<PathBuf>,
+    /// Opt-in: reload when the config file changes on disk (for Kubernetes ConfigMaps).
+    pub watch_config: bool,
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            server_name: None,
+            listen: Listen {
+                host: defaults::HOST.to_string(),
+                port: Some(defaults::CLIENT_PORT),
+            },
+            client_advertise: None,
+            monitoring: None,
+            max_control_line: defaults::MAX_CONTROL_LINE,
+            max_payload: defaults::MAX_PAYLOAD,
+            max_pending: defaults::MAX_PENDING,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_subscriptions: 0,
+            ping_interval: defaults::PING_INTERVAL,
+            ping_max: defaults::PING_MAX,
+            write_deadline: defaults::WRITE_DEADLINE,
+            lame_duck_duration: defaults::LAME_DUCK_DURATION,
+            lame_duck_grace_period: defaults::LAME_DUCK_GRACE_PERIOD,
+            no_header_support: false,
+            authorization: Authorization::default(),
+            no_auth_user: None,
+            system_account: None,
+            logging: Logging::default(),
+            pid_file: None,
+            ports_file_dir: None,
+            max_closed_clients: defaults::MAX_CLOSED_CLIENTS,
+            config_file: None,
+            watch_config: false,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The auth timeout in force: `authorization { timeout }` or the default.
+    pub fn auth_timeout(&self) -> Duration {
+        self.authorization
+            .timeout
+            .unwrap_or(defaults::AUTH_TIMEOUT)
+    }
+
+    /// Bind address for a listener, resolving nats-server's `-1` to port 0.
+    pub fn bind_address(listen: &Listen) -> Result<SocketAddr, std::net::AddrParseError> {
+        let host = if listen.host.contains(':') && !listen.host.starts_with('[') {
+            format!("[{}]", listen.host)
+        } else {
+            listen.host.clone()
+        };
+        format!("{}:{}", host, listen.port.unwrap_or(0)).parse()
+    }
+}
