@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::time::sleep_until;
 
 use crate::account::{Account, Matches};
 use crate::connection::writer::run_writer;
@@ -133,9 +132,18 @@ impl ClientSession {
         let mut buffer = BytesMut::new();
         let mut read_size = MIN_READ_SIZE;
         let closing = self.connection.closing().clone();
+        // Timers stay armed across reads and are reset only when their deadline moves.
+        let ping = tokio::time::sleep_until(self.next_ping.into());
+        let authentication = tokio::time::sleep_until(self.authentication_deadline.into());
+        tokio::pin!(ping, authentication);
+        let mut armed_ping = self.next_ping;
         loop {
             if buffer.capacity() - buffer.len() < read_size {
                 buffer.reserve(read_size);
+            }
+            if armed_ping != self.next_ping {
+                armed_ping = self.next_ping;
+                ping.as_mut().reset(armed_ping.into());
             }
             tokio::select! {
                 biased;
@@ -166,12 +174,12 @@ impl ClientSession {
                         }
                     }
                 }
-                () = sleep_until(self.next_ping.into()) => {
+                () = &mut ping => {
                     if let Err(reason) = self.ping_timer() {
                         return reason;
                     }
                 }
-                () = sleep_until(self.authentication_deadline.into()), if self.awaiting_authentication => {
+                () = &mut authentication, if self.awaiting_authentication => {
                     self.send_error(text::AUTHENTICATION_TIMEOUT);
                     return CloseReason::AuthenticationTimeout;
                 }
@@ -474,12 +482,12 @@ impl ClientSession {
             queue_group.map(Bytes::copy_from_slice),
             Bytes::copy_from_slice(sid),
         ));
-        if self.connection.add_subscription(&subscription).is_none() {
-            if self.account.subscribe(&subscription).is_err() {
-                self.connection.remove_subscription(&subscription);
-                self.send_error(text::INVALID_SUBJECT);
-                return;
-            }
+        if self.connection.add_subscription(&subscription).is_none()
+            && self.account.subscribe(&subscription).is_err()
+        {
+            self.connection.remove_subscription(&subscription);
+            self.send_error(text::INVALID_SUBJECT);
+            return;
         }
         if self.connect.verbose {
             self.queue_own(server_operations::OK);

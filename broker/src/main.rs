@@ -54,7 +54,7 @@ fn main() -> ExitCode {
                     .config_file
                     .as_ref()
                     .map_or_else(|| "<none>".to_string(), |path| path.display().to_string());
-                println!("tern: configuration file {file} test is successful");
+                println!("tern: configuration file {file} is valid");
                 ExitCode::SUCCESS
             }
             Err(error) => {

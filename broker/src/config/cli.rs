@@ -258,12 +258,11 @@ pub fn parse_command_line(arguments: &[String]) -> Result<Command, ConfigError> 
         if spec.takes_value {
             let value = match inline_value {
                 Some(value) => value,
-                None => remaining
-                    .next()
-                    .map(String::as_str)
-                    .ok_or_else(|| ConfigError::MissingFlagValue {
+                None => remaining.next().map(String::as_str).ok_or_else(|| {
+                    ConfigError::MissingFlagValue {
                         flag: spelled.to_string(),
-                    })?,
+                    }
+                })?,
             };
             set_value(&mut parsed, spec.target, spelled, value)?;
         } else {
@@ -323,11 +322,16 @@ fn parse_signal(value: &str) -> Result<Command, ConfigError> {
             .iter()
             .map(|command| command.as_str())
             .collect();
-        invalid(format!("unknown command {word:?}, expected one of {}", known.join(", ")))
+        invalid(format!(
+            "unknown command {word:?}, expected one of {}",
+            known.join(", ")
+        ))
     })?;
     Ok(Command::Signal {
         command,
-        pid_or_pid_file: target.filter(|target| !target.is_empty()).map(str::to_string),
+        pid_or_pid_file: target
+            .filter(|target| !target.is_empty())
+            .map(str::to_string),
     })
 }
 

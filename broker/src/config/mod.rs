@@ -15,8 +15,9 @@
 //!   `ServerOptions::warnings`, worded like nats-server's (`file:line:column: unknown field
 //!   "x"`), for the caller to print. Options and flags of features Tern lacks yet are errors
 //!   that say so.
-//! - Reading is bounded: file size, include depth, variable chains and nesting all have limits
-//!   ([`MAX_FILE_SIZE`], [`MAX_INCLUDE_DEPTH`], [`MAX_VARIABLE_DEPTH`], [`MAX_NESTING_DEPTH`]).
+//! - Reading is bounded: file size, include depth, variable chains, values copied by variables
+//!   and nesting all have limits ([`MAX_FILE_SIZE`], [`MAX_INCLUDE_DEPTH`],
+//!   [`MAX_VARIABLE_DEPTH`], [`MAX_EXPANDED_VALUES`], [`MAX_NESTING_DEPTH`]).
 //!
 //! Where nats-server 2.9 differs, it is on purpose: line 1 columns count from 1 like every
 //! other line (nats-server counts them from 0), and unknown fields are warnings where
@@ -36,8 +37,8 @@ use crate::options::ServerOptions;
 pub use cli::{apply_flags, parse_command_line, usage, Command, Flags, SignalCommand};
 pub use options::{options_from_map, validate};
 pub use parser::{
-    parse_file, parse_str, MemorySources, Sources, SystemSources, MAX_FILE_SIZE,
-    MAX_INCLUDE_DEPTH, MAX_NESTING_DEPTH, MAX_VARIABLE_DEPTH,
+    parse_file, parse_str, MemorySources, Sources, SystemSources, MAX_FILE_SIZE, MAX_INCLUDE_DEPTH,
+    MAX_NESTING_DEPTH, MAX_VARIABLE_DEPTH,
 };
 pub use value::{DateTime, Entry, Map, Position, Value, ValueKind};
 
@@ -59,7 +60,9 @@ pub enum ConfigError {
     #[error("{position}: variable reference cycle: {chain}")]
     VariableCycle { position: Position, chain: String },
 
-    #[error("{position}: environment variable {name:?} could not be parsed as a config value: {source}")]
+    #[error(
+        "{position}: environment variable {name:?} could not be parsed as a config value: {source}"
+    )]
     EnvironmentVariable {
         position: Position,
         name: String,
@@ -109,7 +112,9 @@ pub enum ConfigError {
     #[error("flag {flag} is not supported yet")]
     UnsupportedFlag { flag: String },
 
-    #[error("unrecognized command {argument:?}: only \"version\" or \"help\" may follow the flags")]
+    #[error(
+        "unrecognized command {argument:?}: only \"version\" or \"help\" may follow the flags"
+    )]
     UnrecognizedCommand { argument: String },
 
     #[error("-t checks a config file: name it with -c or --config")]

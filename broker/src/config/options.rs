@@ -9,6 +9,7 @@
 //!
 //! Zero means "the default" for sizes, counts and durations, as in nats-server.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -147,7 +148,11 @@ pub fn validate(options: &ServerOptions) -> Result<(), ConfigError> {
                 "no_auth_user {no_auth_user:?} is set, but no users are defined"
             ));
         }
-        if !authorization.users.iter().any(|user| &user.user == no_auth_user) {
+        if !authorization
+            .users
+            .iter()
+            .any(|user| &user.user == no_auth_user)
+        {
             return inconsistent(format!(
                 "no_auth_user {no_auth_user:?} is not one of the authorization users"
             ));
@@ -162,9 +167,9 @@ pub(super) fn client_port(port: i64) -> Result<Option<u16>, String> {
     match port {
         -1 => Ok(None),
         0 => Ok(Some(defaults::CLIENT_PORT)),
-        _ => u16::try_from(port)
-            .map(Some)
-            .map_err(|_| format!("port must be between 0 and 65535, or -1 for a random port; got {port}")),
+        _ => u16::try_from(port).map(Some).map_err(|_| {
+            format!("port must be between 0 and 65535, or -1 for a random port; got {port}")
+        }),
     }
 }
 
@@ -245,16 +250,26 @@ fn size(entry: &Entry, limit: i64) -> Result<Option<usize>, ConfigError> {
     let number = integer(entry)?;
     let position = &entry.value.position;
     if number < 0 {
-        return Err(invalid(position, format!("{:?} can not be negative", entry.key)));
+        return Err(invalid(
+            position,
+            format!("{:?} can not be negative", entry.key),
+        ));
     }
     if number > limit {
         return Err(invalid(
             position,
-            format!("{:?} value {number} is too big (the maximum is {limit})", entry.key),
+            format!(
+                "{:?} value {number} is too big (the maximum is {limit})",
+                entry.key
+            ),
         ));
     }
-    let size = usize::try_from(number)
-        .map_err(|_| invalid(position, format!("{:?} value {number} is too big", entry.key)))?;
+    let size = usize::try_from(number).map_err(|_| {
+        invalid(
+            position,
+            format!("{:?} value {number} is too big", entry.key),
+        )
+    })?;
     Ok((size != 0).then_some(size))
 }
 
@@ -266,16 +281,24 @@ fn host_and_port(entry: &Entry) -> Result<(Option<String>, i64), ConfigError> {
         ValueKind::String(text) => text,
         _ => return Err(wrong_type(entry, "a port or a \"host:port\" string")),
     };
-    let unparsable = || invalid(position, format!("could not parse address {text:?}: expected host:port"));
+    let unparsable = || {
+        invalid(
+            position,
+            format!("could not parse address {text:?}: expected host:port"),
+        )
+    };
     let (host, port) = text.rsplit_once(':').ok_or_else(unparsable)?;
     let host = match host.strip_prefix('[') {
         Some(bracketed) => bracketed.strip_suffix(']').ok_or_else(unparsable)?,
         None if host.contains(':') => return Err(unparsable()),
         None => host,
     };
-    let port = port
-        .parse()
-        .map_err(|_| invalid(position, format!("could not parse port {port:?} in {text:?}")))?;
+    let port = port.parse().map_err(|_| {
+        invalid(
+            position,
+            format!("could not parse port {port:?} in {text:?}"),
+        )
+    })?;
     Ok(((!host.is_empty()).then(|| host.to_string()), port))
 }
 
@@ -335,14 +358,17 @@ impl Builder {
                     invalid(position, format!("error parsing {:?}: {reason}", entry.key))
                 })?;
                 if parsed.negative && !parsed.magnitude.is_zero() {
-                    return Err(invalid(position, format!("{:?} can not be negative", entry.key)));
+                    return Err(invalid(
+                        position,
+                        format!("{:?} can not be negative", entry.key),
+                    ));
                 }
                 Ok(parsed.magnitude)
             }
             ValueKind::Integer(seconds) => {
                 self.warnings.push(ConfigWarning {
                     message: format!(
-                        "{}: invalid use of field {:?}: a number is read as seconds, write a duration such as \"{seconds}s\" instead",
+                        "{}: invalid use of field {:?}: the number {seconds} is read as seconds; write a quoted duration such as \"{seconds}s\" (unquoted, 2m is the number 2000000)",
                         entry.key_position, entry.key
                     ),
                 });
@@ -350,7 +376,10 @@ impl Builder {
                     .map(Duration::from_secs)
                     .map_err(|_| invalid(position, format!("{:?} can not be negative", entry.key)))
             }
-            _ => Err(wrong_type(entry, "a duration such as \"30s\" or a number of seconds")),
+            _ => Err(wrong_type(
+                entry,
+                "a duration such as \"30s\" or a number of seconds",
+            )),
         }
     }
 
@@ -413,7 +442,10 @@ impl Builder {
                     Err(_) => {
                         return Err(invalid(
                             position,
-                            format!("\"ping_max\" must be between 0 and {}, got {count}", u32::MAX),
+                            format!(
+                                "\"ping_max\" must be between 0 and {}, got {count}",
+                                u32::MAX
+                            ),
                         ))
                     }
                 };
@@ -474,7 +506,9 @@ impl Builder {
                     string(item).map(|password| authorization.password = Some(password))
                 }
                 "token" => string(item).map(|token| authorization.token = Some(token)),
-                "timeout" => authorization_timeout(item).map(|timeout| authorization.timeout = timeout),
+                "timeout" => {
+                    authorization_timeout(item).map(|timeout| authorization.timeout = timeout)
+                }
                 "users" => self.users(item).map(|list| users = Some(list)),
                 unsupported if UNSUPPORTED_AUTHORIZATION_OPTIONS.contains(&unsupported) => {
                     Self::unsupported(item)
@@ -491,13 +525,22 @@ impl Builder {
         let position = &entry.value.position;
         let has_single_user = authorization.user.is_some() || authorization.password.is_some();
         if has_single_user && authorization.token.is_some() {
-            return Err(invalid(position, "can not have both a user/password and a token"));
+            return Err(invalid(
+                position,
+                "can not have both a user/password and a token",
+            ));
         }
         if users.is_some() && authorization.user.is_some() {
-            return Err(invalid(position, "can not have both a single user/password and a users array"));
+            return Err(invalid(
+                position,
+                "can not have both a single user/password and a users array",
+            ));
         }
         if users.is_some() && authorization.token.is_some() {
-            return Err(invalid(position, "can not have both a token and a users array"));
+            return Err(invalid(
+                position,
+                "can not have both a token and a users array",
+            ));
         }
         authorization.users = users.unwrap_or_default();
         self.options.authorization = authorization;
@@ -509,6 +552,7 @@ impl Builder {
             return Err(wrong_type(entry, "an array of users"));
         };
         let mut users: Vec<User> = Vec::with_capacity(items.len());
+        let mut seen = HashSet::with_capacity(items.len());
         for item in items {
             let ValueKind::Map(fields) = &item.kind else {
                 self.errors.push(invalid(
@@ -537,11 +581,13 @@ impl Builder {
                 }
             }
             let Some(user) = user else {
-                self.errors.push(invalid(&item.position, "a user entry requires a user"));
+                self.errors
+                    .push(invalid(&item.position, "a user entry requires a user"));
                 continue;
             };
-            if users.iter().any(|existing| existing.user == user) {
-                self.errors.push(invalid(&item.position, format!("duplicate user {user:?}")));
+            if !seen.insert(user.clone()) {
+                self.errors
+                    .push(invalid(&item.position, format!("duplicate user {user:?}")));
                 continue;
             }
             users.push(User {
@@ -559,24 +605,35 @@ fn authorization_timeout(entry: &Entry) -> Result<Option<Duration>, ConfigError>
     let position = &entry.value.position;
     let negative = || invalid(position, "authorization timeout can not be negative");
     let timeout = match &entry.value.kind {
-        ValueKind::Integer(seconds) => Duration::from_secs(u64::try_from(*seconds).map_err(|_| negative())?),
+        ValueKind::Integer(seconds) => {
+            Duration::from_secs(u64::try_from(*seconds).map_err(|_| negative())?)
+        }
         ValueKind::Float(seconds) => {
             if *seconds < 0.0 {
                 return Err(negative());
             }
-            Duration::try_from_secs_f64(*seconds)
-                .map_err(|_| invalid(position, format!("invalid authorization timeout {seconds}")))?
+            Duration::try_from_secs_f64(*seconds).map_err(|_| {
+                invalid(position, format!("invalid authorization timeout {seconds}"))
+            })?
         }
         ValueKind::String(text) => {
             let parsed = parse_duration(text).map_err(|reason| {
-                invalid(position, format!("error parsing authorization timeout: {reason}"))
+                invalid(
+                    position,
+                    format!("error parsing authorization timeout: {reason}"),
+                )
             })?;
             if parsed.negative && !parsed.magnitude.is_zero() {
                 return Err(negative());
             }
             parsed.magnitude
         }
-        _ => return Err(wrong_type(entry, "a number of seconds or a duration string")),
+        _ => {
+            return Err(wrong_type(
+                entry,
+                "a number of seconds or a duration string",
+            ))
+        }
     };
     Ok((!timeout.is_zero()).then_some(timeout))
 }

@@ -30,6 +30,9 @@ pub const MAX_INCLUDE_DEPTH: usize = 10;
 pub const MAX_VARIABLE_DEPTH: usize = 10;
 /// How deep maps and arrays may nest.
 pub const MAX_NESTING_DEPTH: usize = 64;
+/// How many values `$variable` references may copy in all: each reference copies the value it
+/// names, so without a limit a few lines that double a list could fill memory.
+pub const MAX_EXPANDED_VALUES: usize = 100_000;
 
 /// Where the parser reads included files and environment variables from.
 pub trait Sources {
@@ -119,6 +122,7 @@ pub fn parse_str(text: &str, path: &Path, sources: &dyn Sources) -> Result<Map, 
         sources,
         include_chain: vec![join_clean(Path::new(""), path)],
         variable_chain: Vec::new(),
+        expanded_values: 0,
     };
     let label: Arc<str> = Arc::from(path.display().to_string());
     let directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -137,6 +141,7 @@ struct State<'sources> {
     sources: &'sources dyn Sources,
     include_chain: Vec<PathBuf>,
     variable_chain: Vec<String>,
+    expanded_values: usize,
 }
 
 struct Parser<'text, 'state, 'sources> {
@@ -343,11 +348,7 @@ impl<'text, 'state, 'sources> Parser<'text, 'state, 'sources> {
                         "array is never closed: expected ']' before end of file",
                     ))
                 }
-                Some(_) => {
-                    return Err(self
-                        .lexer
-                        .unexpected("',' or ']' after an array value"))
-                }
+                Some(_) => return Err(self.lexer.unexpected("',' or ']' after an array value")),
             }
         }
     }
@@ -402,12 +403,32 @@ impl<'text, 'state, 'sources> Parser<'text, 'state, 'sources> {
         for scope in self.scopes.iter_mut().rev() {
             if let Some(entry) = scope.get_mut(name) {
                 entry.used_as_variable = true;
+                Self::charge_expansion(self.state, &entry.value, &position)?;
                 let mut value = entry.value.clone();
                 value.position = position;
                 return Ok(value);
             }
         }
-        self.resolve_environment_variable(name, position)
+        let value = self.resolve_environment_variable(name, position)?;
+        Self::charge_expansion(self.state, &value, &value.position)?;
+        Ok(value)
+    }
+
+    fn charge_expansion(
+        state: &mut State<'_>,
+        value: &Value,
+        position: &Position,
+    ) -> Result<(), ConfigError> {
+        let budget = MAX_EXPANDED_VALUES.saturating_sub(state.expanded_values);
+        let count = value.count_up_to(budget);
+        if count > budget {
+            return Err(Lexer::error(
+                position.clone(),
+                format!("variable references copy more than {MAX_EXPANDED_VALUES} values in all"),
+            ));
+        }
+        state.expanded_values += count;
+        Ok(())
     }
 
     fn resolve_environment_variable(

@@ -120,9 +120,8 @@ fn map_entries_may_be_separated_by_commas_semicolons_or_new_lines() {
 
 #[test]
 fn arrays_take_commas_new_lines_comments_and_a_trailing_comma() {
-    let map = parse(
-        "a: [1, 2, 3]\nb: [\n  \"x\" # first\n  'y', // second\n  z\n]\nc: [1, 2,]\nd: []\n",
-    );
+    let map =
+        parse("a: [1, 2, 3]\nb: [\n  \"x\" # first\n  'y', // second\n  z\n]\nc: [1, 2,]\nd: []\n");
     assert_eq!(array(&map, "a").len(), 3);
     let b: Vec<&ValueKind> = array(&map, "b").iter().map(|value| &value.kind).collect();
     assert_eq!(
@@ -323,7 +322,8 @@ fn environment_variable_cycles_are_errors() {
 fn long_environment_chains_hit_the_depth_limit() {
     let mut sources = MemorySources::new();
     for index in 0..=MAX_VARIABLE_DEPTH {
-        sources = sources.with_environment_variable(format!("V{index}"), format!("$V{}", index + 1));
+        sources =
+            sources.with_environment_variable(format!("V{index}"), format!("$V{}", index + 1));
     }
     let error = parse_error_with("x: $V0\n", &sources);
     assert!(error.contains("more than 10 levels deep"), "{error}");
@@ -351,7 +351,10 @@ fn undefined_variables_are_errors_at_the_reference() {
 #[test]
 fn later_keys_are_not_visible_to_earlier_references() {
     let error = parse_error("a: $b\nb: 1\n");
-    assert!(error.starts_with("main.conf:1:4: variable reference for \"b\""), "{error}");
+    assert!(
+        error.starts_with("main.conf:1:4: variable reference for \"b\""),
+        "{error}"
+    );
 }
 
 #[test]
@@ -366,7 +369,8 @@ fn include_merges_keys_at_that_point_relative_to_the_including_file() {
         .with_file("conf/auth.conf", "authorization { user: a }\nport: 5000\n")
         .with_file("conf/sub/more.conf", "include ../leaf.conf\n")
         .with_file("conf/leaf.conf", "leaf_value: 7\n");
-    let text = "port: 4000\ninclude ./auth.conf\nmap {\n  include 'sub/more.conf'\n}\nafter: $port\n";
+    let text =
+        "port: 4000\ninclude ./auth.conf\nmap {\n  include 'sub/more.conf'\n}\nafter: $port\n";
     let map = parse_str(text, Path::new("conf/main.conf"), &sources).unwrap();
     assert_eq!(integer(&map, "port"), 5000);
     assert_eq!(integer(&map, "after"), 5000);
@@ -379,7 +383,10 @@ fn include_merges_keys_at_that_point_relative_to_the_including_file() {
 fn included_files_do_not_see_the_includers_keys() {
     let sources = MemorySources::new().with_file("inner.conf", "x: $outer\n");
     let error = parse_error_with("outer: 1\ninclude inner.conf\n", &sources);
-    assert!(error.starts_with("inner.conf:1:4: variable reference for \"outer\""), "{error}");
+    assert!(
+        error.starts_with("inner.conf:1:4: variable reference for \"outer\""),
+        "{error}"
+    );
 }
 
 #[test]
@@ -413,24 +420,53 @@ fn include_cycles_are_errors() {
 fn include_depth_is_bounded() {
     let mut sources = MemorySources::new();
     for index in 0..=MAX_INCLUDE_DEPTH + 1 {
-        sources = sources.with_file(format!("f{index}.conf"), format!("include f{}.conf\n", index + 1));
+        sources = sources.with_file(
+            format!("f{index}.conf"),
+            format!("include f{}.conf\n", index + 1),
+        );
     }
     let error = parse_error_with("include f0.conf\n", &sources);
-    assert!(error.contains("includes nest deeper than 10 files"), "{error}");
+    assert!(
+        error.contains("includes nest deeper than 10 files"),
+        "{error}"
+    );
 }
 
 #[test]
 fn nesting_depth_is_bounded() {
-    let text = format!("a: {}{}\n", "[".repeat(MAX_NESTING_DEPTH + 1), "]".repeat(MAX_NESTING_DEPTH + 1));
+    let text = format!(
+        "a: {}{}\n",
+        "[".repeat(MAX_NESTING_DEPTH + 1),
+        "]".repeat(MAX_NESTING_DEPTH + 1)
+    );
     let error = parse_error(&text);
     assert!(error.contains("nest deeper than 64 levels"), "{error}");
+}
+
+#[test]
+fn variables_that_double_a_value_hit_the_expansion_limit() {
+    let mut text = String::from("a0: [1, 2]\n");
+    for index in 1..40 {
+        text.push_str(&format!(
+            "a{index}: [$a{previous}, $a{previous}]\n",
+            previous = index - 1
+        ));
+    }
+    let error = parse_error(&text);
+    assert!(
+        error.contains("copy more than 100000 values in all"),
+        "{error}"
+    );
 }
 
 #[test]
 fn oversized_files_are_refused() {
     let sources = MemorySources::new().with_file("big.conf", "a".repeat(MAX_FILE_SIZE + 1));
     let error = parse_file(Path::new("big.conf"), &sources).unwrap_err();
-    assert_eq!(error.to_string(), "big.conf: file is larger than 4194304 bytes");
+    assert_eq!(
+        error.to_string(),
+        "big.conf: file is larger than 4194304 bytes"
+    );
 }
 
 #[test]
@@ -472,7 +508,10 @@ fn lexer_errors_inside_includes_name_the_included_file() {
     let error = parse_str("include inc.conf\n", Path::new("dir/main.conf"), &sources)
         .unwrap_err()
         .to_string();
-    assert_eq!(error, "dir/inc.conf:3:6: expected a digit after '-' in '-y'");
+    assert_eq!(
+        error,
+        "dir/inc.conf:3:6: expected a digit after '-' in '-y'"
+    );
 }
 
 #[test]
@@ -491,8 +530,20 @@ fn empty_and_comment_only_files_are_empty_maps() {
 
 #[test]
 fn join_clean_removes_dot_components() {
-    assert_eq!(join_clean(Path::new("a/b"), Path::new("./c.conf")), PathBuf::from("a/b/c.conf"));
-    assert_eq!(join_clean(Path::new("a/b"), Path::new("../c.conf")), PathBuf::from("a/c.conf"));
-    assert_eq!(join_clean(Path::new(""), Path::new("../c.conf")), PathBuf::from("../c.conf"));
-    assert_eq!(join_clean(Path::new("a"), Path::new("/etc/c.conf")), PathBuf::from("/etc/c.conf"));
+    assert_eq!(
+        join_clean(Path::new("a/b"), Path::new("./c.conf")),
+        PathBuf::from("a/b/c.conf")
+    );
+    assert_eq!(
+        join_clean(Path::new("a/b"), Path::new("../c.conf")),
+        PathBuf::from("a/c.conf")
+    );
+    assert_eq!(
+        join_clean(Path::new(""), Path::new("../c.conf")),
+        PathBuf::from("../c.conf")
+    );
+    assert_eq!(
+        join_clean(Path::new("a"), Path::new("/etc/c.conf")),
+        PathBuf::from("/etc/c.conf")
+    );
 }

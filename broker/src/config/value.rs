@@ -5,6 +5,7 @@
 //! parser does. Keys are stored as written; option processing compares them case-insensitively,
 //! variable lookup compares them exactly.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -58,6 +59,29 @@ impl ValueKind {
 }
 
 impl Value {
+    /// How many values this one holds, itself included, counting no further than `limit + 1`.
+    pub(super) fn count_up_to(&self, limit: usize) -> usize {
+        let mut count = 1;
+        let mut pending: Vec<&Value> = vec![self];
+        while let Some(value) = pending.pop() {
+            if count > limit {
+                break;
+            }
+            match &value.kind {
+                ValueKind::Array(items) => {
+                    count += items.len();
+                    pending.extend(items);
+                }
+                ValueKind::Map(map) => {
+                    count += map.len();
+                    pending.extend(map.entries().map(|entry| &entry.value));
+                }
+                _ => {}
+            }
+        }
+        count
+    }
+
     /// Sets this value's position and, recursively, that of everything inside it: values read
     /// from an environment variable have no file of their own, so they are reported where the
     /// `$VARIABLE` reference stands.
@@ -65,7 +89,7 @@ impl Value {
         self.position = position.clone();
         match &mut self.kind {
             ValueKind::Array(items) => items.iter_mut().for_each(|item| item.relocate(position)),
-            ValueKind::Map(map) => map.entries.iter_mut().for_each(|entry| {
+            ValueKind::Map(map) => map.entries_mut().for_each(|entry| {
                 entry.key_position = position.clone();
                 entry.value.relocate(position);
             }),
@@ -86,9 +110,13 @@ pub struct Entry {
 }
 
 /// Keys and values in file order; a repeated key replaces the earlier entry.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Replaced entries leave an empty slot behind, so inserting and looking up stay constant-time
+/// however many keys a file has.
+#[derive(Clone, Default)]
 pub struct Map {
-    entries: Vec<Entry>,
+    slots: Vec<Option<Entry>>,
+    index: HashMap<String, usize>,
 }
 
 impl Map {
@@ -98,33 +126,56 @@ impl Map {
 
     /// Adds an entry; an entry with the same key is removed first, so the newest one sits last.
     pub fn insert(&mut self, entry: Entry) {
-        self.entries.retain(|existing| existing.key != entry.key);
-        self.entries.push(entry);
+        if let Some(previous) = self.index.insert(entry.key.clone(), self.slots.len()) {
+            if let Some(slot) = self.slots.get_mut(previous) {
+                *slot = None;
+            }
+        }
+        self.slots.push(Some(entry));
     }
 
     /// The entry whose key is exactly `key`.
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries.iter().find(|entry| entry.key == key)
+        let slot = *self.index.get(key)?;
+        self.slots.get(slot)?.as_ref()
     }
 
     pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
-        self.entries.iter_mut().find(|entry| entry.key == key)
+        let slot = *self.index.get(key)?;
+        self.slots.get_mut(slot)?.as_mut()
     }
 
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// Entries in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.slots.iter().flatten()
     }
 
-    pub fn into_entries(self) -> Vec<Entry> {
-        self.entries
+    pub(super) fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.slots.iter_mut().flatten()
+    }
+
+    pub fn into_entries(self) -> impl Iterator<Item = Entry> {
+        self.slots.into_iter().flatten()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
+    }
+}
+
+impl PartialEq for Map {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.entries().eq(other.entries())
+    }
+}
+
+impl fmt::Debug for Map {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.debug_list().entries(self.entries()).finish()
     }
 }
 
@@ -157,7 +208,8 @@ impl DateTime {
         if !shape_matches {
             return None;
         }
-        let number = |range: std::ops::Range<usize>| -> Option<u16> { text.get(range)?.parse().ok() };
+        let number =
+            |range: std::ops::Range<usize>| -> Option<u16> { text.get(range)?.parse().ok() };
         let year = number(0..4)?;
         let month = u8::try_from(number(5..7)?).ok()?;
         let day = u8::try_from(number(8..10)?).ok()?;
@@ -236,12 +288,43 @@ mod tests {
         map.insert(entry("a", 1, 1));
         map.insert(entry("b", 2, 2));
         map.insert(entry("a", 3, 3));
-        let keys: Vec<&str> = map.entries().iter().map(|e| e.key.as_str()).collect();
+        let keys: Vec<&str> = map.entries().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["b", "a"]);
         assert_eq!(
             map.get("a").map(|e| &e.value.kind),
             Some(&ValueKind::Integer(3))
         );
+    }
+
+    #[test]
+    fn many_keys_and_replacements_keep_order_and_length() {
+        let mut map = Map::new();
+        for index in 0..1000 {
+            map.insert(entry(&format!("k{}", index % 10), index, 1));
+        }
+        assert_eq!(map.len(), 10);
+        let keys: Vec<&str> = map.entries().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"]
+        );
+        let mut rebuilt = Map::new();
+        map.entries().for_each(|e| rebuilt.insert(e.clone()));
+        assert_eq!(map, rebuilt);
+    }
+
+    #[test]
+    fn counting_values_stops_past_the_limit() {
+        let leaf = |line| Value {
+            kind: ValueKind::Integer(1),
+            position: position(line),
+        };
+        let value = Value {
+            kind: ValueKind::Array(vec![leaf(1), leaf(2), leaf(3)]),
+            position: position(1),
+        };
+        assert_eq!(value.count_up_to(100), 4);
+        assert!(value.count_up_to(1) > 1);
     }
 
     #[test]

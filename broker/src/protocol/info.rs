@@ -4,7 +4,7 @@
 //! (for example `headers`, `connect_urls`, `ldm`). CONNECT fields that are absent keep
 //! nats-server's defaults: `verbose`, `pedantic` and `echo` are true unless the client says no.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The client protocol level: 1 means the client accepts asynchronous INFO updates.
 pub const CLIENT_PROTOCOL_INFO: i64 = 1;
@@ -63,29 +63,48 @@ impl ServerInfo {
     }
 }
 
-/// `CONNECT` options from a client.
+/// `CONNECT` options from a client. A JSON `null` leaves a field at its default, as Go's
+/// decoder does (clients send `"jwt":null` and the like).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct ConnectOptions {
+    #[serde(deserialize_with = "null_as_true")]
     pub verbose: bool,
+    #[serde(deserialize_with = "null_as_true")]
     pub pedantic: bool,
+    #[serde(deserialize_with = "null_as_true")]
     pub echo: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub tls_required: bool,
     #[serde(rename = "user")]
+    #[serde(deserialize_with = "null_as_default")]
     pub username: String,
     #[serde(rename = "pass")]
+    #[serde(deserialize_with = "null_as_default")]
     pub password: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub auth_token: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub nkey: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub sig: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub jwt: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub name: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub lang: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub version: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub protocol: i64,
+    #[serde(deserialize_with = "null_as_default")]
     pub account: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub new_account: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub headers: bool,
+    #[serde(deserialize_with = "null_as_default")]
     pub no_responders: bool,
 }
 
@@ -114,6 +133,18 @@ impl Default for ConnectOptions {
     }
 }
 
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+fn null_as_true<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Option::<bool>::deserialize(deserializer).map(|value| value.unwrap_or(true))
+}
+
 impl ConnectOptions {
     /// Parses CONNECT JSON on top of nats-server's defaults.
     pub fn parse(json: &[u8]) -> Result<Self, serde_json::Error> {
@@ -136,6 +167,17 @@ mod tests {
                 .unwrap();
         assert!(!options.verbose && options.pedantic && !options.echo);
         assert_eq!((options.username.as_str(), options.password.as_str()), ("a", "b"));
+    }
+
+    #[test]
+    fn null_fields_keep_their_defaults() {
+        let options = ConnectOptions::parse(
+            br#"{"verbose":null,"echo":null,"jwt":null,"user":null,"protocol":null,"x":1}"#,
+        )
+        .unwrap();
+        assert!(options.verbose && options.echo);
+        assert!(options.jwt.is_empty() && options.username.is_empty());
+        assert_eq!(options.protocol, 0);
     }
 
     #[test]
