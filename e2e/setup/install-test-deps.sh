@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Makes sure everything the test suites need is on this machine. Idempotent: a present
+# dependency is only reported. Each dependency is one `step_<name>` function listed in STEPS;
+# to add one (Kubernetes control plane binaries, podman, helm, ...), write its function and
+# append its name. Every step runs; the script fails at the end naming the steps that failed.
+set -euo pipefail
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+# apt_install PACKAGE...: installs Debian packages when running as root; runs `apt-get update`
+# and tries once more when the first attempt fails (a fresh machine has no package lists).
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    log "not root: cannot apt-get install $*"
+    return 1
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "no apt-get: cannot install $*"
+    return 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; then
+    return 0
+  fi
+  log "apt-get install $* failed; running apt-get update and retrying"
+  apt-get update -qq || log "apt-get update failed"
+  apt-get install -y --no-install-recommends "$@"
+}
+
+step_cargo() {
+  if command -v cargo >/dev/null 2>&1; then
+    log "cargo: $(cargo --version)"
+    return 0
+  fi
+  log "cargo is missing: install a Rust toolchain (rustup, with rustfmt and clippy)"
+  return 1
+}
+
+step_nats_server() {
+  if [ -n "${NATS_SERVER_BIN:-}" ]; then
+    if [ -x "$NATS_SERVER_BIN" ]; then
+      log "nats-server: $("$NATS_SERVER_BIN" --version) (NATS_SERVER_BIN)"
+      return 0
+    fi
+    log "NATS_SERVER_BIN=$NATS_SERVER_BIN is not an executable"
+    return 1
+  fi
+  if ! command -v nats-server >/dev/null 2>&1; then
+    log "nats-server is missing; installing the Debian package"
+    apt_install nats-server || true
+  fi
+  if command -v nats-server >/dev/null 2>&1; then
+    log "nats-server: $(nats-server --version)"
+    return 0
+  fi
+  if [ -x /usr/sbin/nats-server ]; then
+    log "nats-server is in /usr/sbin, which is not on PATH: add it or set NATS_SERVER_BIN"
+  fi
+  return 1
+}
+
+# The fuzz smoke run needs a nightly toolchain (sanitizers) and cargo-fuzz from crates.io.
+step_cargo_fuzz() {
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    log "installing the nightly Rust toolchain for fuzzing"
+    rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || {
+      log "cannot install the nightly toolchain: the fuzz smoke run needs it"
+      return 1
+    }
+  fi
+  if command -v cargo-fuzz >/dev/null 2>&1; then
+    log "cargo-fuzz: $(cargo fuzz --version 2>/dev/null || echo present)"
+    return 0
+  fi
+  log "installing cargo-fuzz from crates.io"
+  if cargo install cargo-fuzz --locked >/dev/null 2>&1; then
+    return 0
+  fi
+  log "cannot install cargo-fuzz (cargo install cargo-fuzz --locked failed)"
+  return 1
+}
+
+STEPS=(cargo nats_server cargo_fuzz)
+
+failed=()
+for step in "${STEPS[@]}"; do
+  if ! "step_${step}"; then
+    failed+=("${step}")
+  fi
+done
+
+if [ "${#failed[@]}" -ne 0 ]; then
+  log "could not install: ${failed[*]}"
+  exit 1
+fi
+log "all test dependencies are present"

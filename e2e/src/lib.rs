@@ -1,0 +1,35 @@
+//! Black-box test harness for Tern: starts Tern and nats-server processes and drives them over
+//! real sockets on 127.0.0.1.
+//!
+//! - [`ServerKind`] and [`selected_server_kinds`]: which implementations a run covers
+//!   (`TERN_E2E_SERVERS`, default `tern,nats-server`) and where their binaries are.
+//! - [`ServerProcess`]: one server from [`ServerConfig`] text in its own temp dir, its ports
+//!   learnt from the ports file, its log kept for failure messages; restartable on the same
+//!   port, signalable, killed on drop. Topologies (clusters, gateways, leaf nodes) are built
+//!   from several of these, of mixed kinds.
+//! - [`RawClient`]: exact-byte protocol conversations with deadlines.
+//! - [`for_each_server_kind`] / [`for_each_server_kind_async`]: run a test body against
+//!   every selected kind and report which one failed.
+//! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
+//!
+//! Nothing here sleeps to synchronise: every wait polls with a deadline, every loop is bounded.
+
+mod each_kind;
+mod error;
+mod kind;
+mod process;
+mod raw_client;
+mod wait;
+
+pub use each_kind::{for_each_server_kind, for_each_server_kind_async};
+pub use error::{escaped, HarnessError};
+pub use kind::{
+    selected_server_kinds, ServerKind, NATS_SERVER_BINARY_VARIABLE, SERVERS_VARIABLE,
+    TERN_BINARY_VARIABLE,
+};
+pub use process::{Ports, ServerConfig, ServerProcess, Signal, START_TIMEOUT, STOP_TIMEOUT};
+pub use raw_client::{
+    Frame, Message, RawClient, DEFAULT_TIMEOUT, QUIET_CONNECT, QUIET_CONNECT_WITH_HEADERS,
+    SILENCE_WINDOW,
+};
+pub use wait::wait_until;
