@@ -25,7 +25,7 @@ use crate::protocol::errors::text;
 use crate::protocol::info::CLIENT_PROTOCOL_INFO;
 use crate::protocol::server_operations::{self, NO_RESPONDERS_HEADER};
 use crate::protocol::{
-    parse_client_operation, ClientOperation, ConnectOptions, ParserLimits, Parsed, ProtocolError,
+    parse_client_operation, ClientOperation, ConnectOptions, Parsed, ParserLimits, ProtocolError,
     Publish,
 };
 use crate::server::Server;
@@ -41,8 +41,12 @@ const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
 const MATCH_CACHE_CAPACITY: usize = 512;
 
 /// Runs a client connection to completion.
-pub async fn run_client<R, W>(server: Arc<Server>, connection: Arc<Connection>, reader: R, writer: W)
-where
+pub async fn run_client<R, W>(
+    server: Arc<Server>,
+    connection: Arc<Connection>,
+    reader: R,
+    writer: W,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -67,7 +71,7 @@ where
 #[derive(Debug, Default)]
 struct MatchCache {
     generation: u64,
-    results: HashMap<Box<[u8]>, Matches>,
+    results: HashMap<Box<[u8]>, Matches, foldhash::fast::RandomState>,
 }
 
 struct ClientSession {

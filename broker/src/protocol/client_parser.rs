@@ -183,8 +183,16 @@ pub fn parse_client_operation<'a>(
 fn recognise_operation(
     buffer: &[u8],
 ) -> Result<Option<(OperationName, usize, Separator)>, ProtocolError> {
+    // Only names that start with the first byte can match; anything else fails at once.
+    let first = match buffer.first() {
+        Some(byte) => byte.to_ascii_uppercase(),
+        None => return Ok(None),
+    };
     let mut could_continue = false;
     for (spelling, name, separator) in OPERATION_NAMES {
+        if spelling[0] != first {
+            continue;
+        }
         let compared = buffer.len().min(spelling.len());
         if !buffer[..compared].eq_ignore_ascii_case(&spelling[..compared]) {
             continue;
@@ -386,7 +394,13 @@ mod tests {
     #[test]
     fn operation_names_are_case_insensitive_and_separators_lenient() {
         let (operation, _) = complete(b"pUb\t foo  \t 2\r\nhi\r\n");
-        assert!(matches!(operation, ClientOperation::Publish(Publish { subject: b"foo", .. })));
+        assert!(matches!(
+            operation,
+            ClientOperation::Publish(Publish {
+                subject: b"foo",
+                ..
+            })
+        ));
         assert_eq!(complete(b"ping\n").0, ClientOperation::Ping);
         assert_eq!(complete(b"PING whatever\r\n").0, ClientOperation::Ping);
         assert_eq!(complete(b"PONG\r\n").0, ClientOperation::Pong);
@@ -450,7 +464,10 @@ mod tests {
 
     #[test]
     fn connect_needs_no_space_before_its_json() {
-        assert_eq!(complete(b"CONNECT{}\r\n").0, ClientOperation::Connect(b"{}"));
+        assert_eq!(
+            complete(b"CONNECT{}\r\n").0,
+            ClientOperation::Connect(b"{}")
+        );
         assert_eq!(
             complete(b"CONNECT {\"verbose\":false}\r\n").0,
             ClientOperation::Connect(b"{\"verbose\":false}")
@@ -459,7 +476,15 @@ mod tests {
 
     #[test]
     fn partial_input_is_incomplete_not_an_error() {
-        for input in [&b"P"[..], b"PU", b"PUB", b"PUB foo 5", b"CONN", b"UNS", b"+O"] {
+        for input in [
+            &b"P"[..],
+            b"PU",
+            b"PUB",
+            b"PUB foo 5",
+            b"CONN",
+            b"UNS",
+            b"+O",
+        ] {
             assert!(
                 matches!(
                     parse_client_operation(input, &LIMITS).unwrap(),
@@ -479,7 +504,13 @@ mod tests {
 
     #[test]
     fn unknown_operations_are_rejected_at_the_first_wrong_byte() {
-        for input in [&b"X"[..], b"PUBX foo 1\r\n", b"MSG foo 1 1\r\n", b"\r\n", b"SUBSCRIBE"] {
+        for input in [
+            &b"X"[..],
+            b"PUBX foo 1\r\n",
+            b"MSG foo 1 1\r\n",
+            b"\r\n",
+            b"SUBSCRIBE",
+        ] {
             assert_eq!(
                 parse_client_operation(input, &LIMITS),
                 Err(ProtocolError::UnknownOperation),
@@ -533,7 +564,7 @@ mod tests {
             b"PUB foo x\r\n",
             b"HPUB foo 5 2\r\n",
             b"SUB foo\r\n",
-            b"UNSUB\r\n",
+            b"UNSUB 1 2 3\r\n",
         ] {
             let error = parse_client_operation(input, &LIMITS).unwrap_err();
             assert_eq!(error.client_error_text(), None, "{error}");

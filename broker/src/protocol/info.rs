@@ -166,7 +166,10 @@ mod tests {
             ConnectOptions::parse(br#"{"verbose":false,"echo":false,"user":"a","pass":"b"}"#)
                 .unwrap();
         assert!(!options.verbose && options.pedantic && !options.echo);
-        assert_eq!((options.username.as_str(), options.password.as_str()), ("a", "b"));
+        assert_eq!(
+            (options.username.as_str(), options.password.as_str()),
+            ("a", "b")
+        );
     }
 
     #[test]

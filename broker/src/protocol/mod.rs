@@ -7,6 +7,6 @@ pub mod errors;
 pub mod info;
 pub mod server_operations;
 
-pub use client_parser::{parse_client_operation, ClientOperation, ParserLimits, Parsed, Publish};
+pub use client_parser::{parse_client_operation, ClientOperation, Parsed, ParserLimits, Publish};
 pub use errors::ProtocolError;
 pub use info::{ConnectOptions, ServerInfo};

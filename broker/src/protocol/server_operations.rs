@@ -33,18 +33,21 @@ pub struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    /// Bytes `encode` appends for a receiver with or without header support.
+    /// Exactly the bytes `encode` appends for a receiver with or without header support.
     pub fn encoded_length(&self, receiver_supports_headers: bool) -> usize {
         let reply = self.reply.map_or(0, |reply| reply.len() + 1);
-        let headers = receiver_supports_headers && self.header_length > 0;
-        let body = if headers {
-            self.payload.len()
+        let with_headers = receiver_supports_headers && self.header_length > 0;
+        let (operation, sizes, body) = if with_headers {
+            (
+                5,
+                decimal_length(self.header_length) + 1 + decimal_length(self.payload.len()),
+                self.payload.len(),
+            )
         } else {
-            self.payload.len() - self.header_length
+            let body = self.payload.len() - self.header_length;
+            (4, decimal_length(body), body)
         };
-        // Operation, separators, two sizes of at most 20 digits, CRLFs.
-        let sizes = if headers { 42 } else { 21 };
-        5 + self.subject.len() + 1 + self.sid.len() + 1 + reply + sizes + 2 + body + 2
+        operation + self.subject.len() + 1 + self.sid.len() + 1 + reply + sizes + 2 + body + 2
     }
 
     /// Appends the frame for a receiver with or without header support.
@@ -74,6 +77,16 @@ impl Delivery<'_> {
     }
 }
 
+/// Number of decimal digits of `value`.
+pub fn decimal_length(mut value: usize) -> usize {
+    let mut digits = 1;
+    while value >= 10 {
+        value /= 10;
+        digits += 1;
+    }
+    digits
+}
+
 /// Appends `value` in decimal without allocating.
 pub fn put_decimal(out: &mut BytesMut, mut value: usize) {
     let mut digits = [0u8; 20];
@@ -96,7 +109,7 @@ mod tests {
     fn encoded(delivery: Delivery<'_>, headers: bool) -> BytesMut {
         let mut out = BytesMut::new();
         delivery.encode(&mut out, headers);
-        assert!(out.len() <= delivery.encoded_length(headers));
+        assert_eq!(out.len(), delivery.encoded_length(headers));
         out
     }
 
@@ -109,7 +122,10 @@ mod tests {
             header_length: 0,
             payload: b"hello",
         };
-        assert_eq!(&encoded(delivery, true)[..], b"MSG foo.bar 12 5\r\nhello\r\n");
+        assert_eq!(
+            &encoded(delivery, true)[..],
+            b"MSG foo.bar 12 5\r\nhello\r\n"
+        );
     }
 
     #[test]
@@ -121,7 +137,10 @@ mod tests {
             header_length: 0,
             payload: b"",
         };
-        assert_eq!(&encoded(delivery, false)[..], b"MSG foo 1 _INBOX.x 0\r\n\r\n");
+        assert_eq!(
+            &encoded(delivery, false)[..],
+            b"MSG foo 1 _INBOX.x 0\r\n\r\n"
+        );
     }
 
     #[test]
