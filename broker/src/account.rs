@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::subject::{MatchResult, SubjectIndex};
 use crate::subject::SubjectError;
+use crate::subject::{MatchResult, SubjectIndex};
 use crate::subscription::{Subscription, SubscriptionRef};
 
 /// The default account every client without an account binds to.

@@ -61,10 +61,10 @@ pub async fn run_client<R, W>(
     let mut session = ClientSession::new(Arc::clone(&server), Arc::clone(&connection), options);
     let reason = session.read_loop(reader).await;
     connection.close(reason);
-    session.finish();
+    let subscriptions = session.finish();
     // The writer ends once it has flushed what the close reason allows.
     let _ = writer_task.await;
-    server.connection_closed(&connection);
+    server.connection_closed(&connection, &subscriptions);
 }
 
 /// A connection's private cache of match results, valid for one account generation.
@@ -324,6 +324,19 @@ impl ClientSession {
             // nats-server's first PING comes soon after CONNECT, then every ping interval.
             let first = self.options.ping_interval.min(FIRST_PING_INTERVAL);
             self.next_ping = now + first + jitter(first, self.connection.id);
+        }
+        if !self.connect_received {
+            // Like nats-server: a first estimate from accept to CONNECT, until a PONG measures it.
+            let since_accept = self
+                .connection
+                .started
+                .elapsed()
+                .unwrap_or_default()
+                .as_nanos()
+                .clamp(1_000, u128::from(u64::MAX)) as u64;
+            self.connection
+                .round_trip_nanos
+                .store(since_accept, std::sync::atomic::Ordering::Relaxed);
         }
         self.connect_received = true;
         let user = match self.server.authenticate(&connect) {
@@ -585,11 +598,12 @@ impl ClientSession {
         )
     }
 
-    /// Removes everything this session registered.
-    fn finish(&mut self) {
+    /// Removes everything this session registered; returns the subscriptions it had.
+    fn finish(&mut self) -> Vec<Arc<Subscription>> {
         self.flush_set.flush();
         let subscriptions = self.connection.take_subscriptions();
         self.account.unsubscribe(subscriptions.iter());
+        subscriptions
     }
 }
 

@@ -51,7 +51,10 @@ impl FlushSet {
             return;
         }
         if self.connections.len() <= FLUSH_SET_SCAN_LIMIT
-            && self.connections.iter().any(|known| known.id == connection.id)
+            && self
+                .connections
+                .iter()
+                .any(|known| known.id == connection.id)
         {
             return;
         }
@@ -74,9 +77,7 @@ pub struct QueuePicker {
 
 impl QueuePicker {
     pub fn new(seed: u64) -> Self {
-        Self {
-            state: seed | 1,
-        }
+        Self { state: seed | 1 }
     }
 
     fn next_index(&mut self, length: usize) -> usize {

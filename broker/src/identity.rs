@@ -55,26 +55,30 @@ fn base32(data: &[u8]) -> String {
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(char::from(BASE32_ALPHABET[((buffer >> bits) & 31) as usize]));
+            out.push(char::from(
+                BASE32_ALPHABET[((buffer >> bits) & 31) as usize],
+            ));
         }
     }
     if bits > 0 {
-        out.push(char::from(BASE32_ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+        out.push(char::from(
+            BASE32_ALPHABET[((buffer << (5 - bits)) & 31) as usize],
+        ));
     }
     out
 }
 
 fn base64_url(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(data.len() * 4 / 3 + 2);
     for chunk in data.chunks(3) {
-        let value = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |value, (index, byte)| value | u32::from(*byte) << (16 - 8 * index));
+        let value = chunk.iter().enumerate().fold(0u32, |value, (index, byte)| {
+            value | u32::from(*byte) << (16 - 8 * index)
+        });
         for index in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((value >> (18 - 6 * index)) & 63) as usize]));
+            out.push(char::from(
+                ALPHABET[((value >> (18 - 6 * index)) & 63) as usize],
+            ));
         }
     }
     out

@@ -79,14 +79,18 @@ pub fn reload(server: &Server, loader: &OptionsLoader) -> bool {
     let options = match loader() {
         Ok(options) => options,
         Err(error) => {
-            logging::error(format_args!("Failed to reload server configuration: {error}"));
+            logging::error(format_args!(
+                "Failed to reload server configuration: {error}"
+            ));
             return false;
         }
     };
     match server.reload(options) {
         Ok(()) => true,
         Err(error) => {
-            logging::error(format_args!("Failed to reload server configuration: {error}"));
+            logging::error(format_args!(
+                "Failed to reload server configuration: {error}"
+            ));
             false
         }
     }

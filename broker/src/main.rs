@@ -116,6 +116,7 @@ fn run(flags: Flags) -> ExitCode {
         }
         running.wait().await;
         signals.abort();
+        logging::flush();
         ExitCode::SUCCESS
     })
 }

@@ -162,9 +162,7 @@ impl Default for ServerOptions {
 impl ServerOptions {
     /// The auth timeout in force: `authorization { timeout }` or the default.
     pub fn auth_timeout(&self) -> Duration {
-        self.authorization
-            .timeout
-            .unwrap_or(defaults::AUTH_TIMEOUT)
+        self.authorization.timeout.unwrap_or(defaults::AUTH_TIMEOUT)
     }
 
     /// Bind address for a listener, resolving nats-server's `-1` to port 0.

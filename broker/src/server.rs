@@ -213,6 +213,11 @@ impl Server {
         connections
     }
 
+    /// Open connections, without copying the registry.
+    pub fn connection_count(&self) -> usize {
+        self.connections.lock().len()
+    }
+
     pub fn closed_connections(&self) -> Vec<ClosedConnection> {
         self.closed_connections.lock().iter().cloned().collect()
     }
@@ -244,7 +249,8 @@ impl Server {
         }
     }
 
-    fn advertised_client_address(&self, options: &ServerOptions) -> (String, u16) {
+    /// Host and port clients are told to use: `client_advertise`, else the listener.
+    pub fn advertised_client_address(&self, options: &ServerOptions) -> (String, u16) {
         if let Some(advertise) = &options.client_advertise {
             if let Some((host, port)) = advertise.rsplit_once(':') {
                 if let Ok(port) = port.parse() {
@@ -334,8 +340,7 @@ impl Server {
             ));
             let server = Arc::clone(self);
             let stop = self.shutdown.clone();
-            self.tasks
-                .spawn(monitoring::serve(server, listener, stop));
+            self.tasks.spawn(monitoring::serve(server, listener, stop));
         }
         logging::notice(format_args!(
             "Listening for client connections on {}",
@@ -353,7 +358,9 @@ impl Server {
 
     fn log_startup(&self, options: &ServerOptions) {
         logging::notice(format_args!("Starting tern {TERN_VERSION}"));
-        logging::notice(format_args!("  Version:  {TERN_VERSION} (NATS protocol {PROTOCOL_VERSION})"));
+        logging::notice(format_args!(
+            "  Version:  {TERN_VERSION} (NATS protocol {PROTOCOL_VERSION})"
+        ));
         logging::notice(format_args!("  Name:     {}", self.server_name()));
         logging::notice(format_args!("  ID:       {}", self.server_id));
         if let Some(file) = &options.config_file {
@@ -422,7 +429,10 @@ impl Server {
                 }
                 Err(error) => {
                     // Out of descriptors and the like: wait, then try again, bounded.
-                    logging::error(format_args!("Temporary Client Accept Error ({error}), sleeping {}ms", backoff.as_millis()));
+                    logging::error(format_args!(
+                        "Temporary Client Accept Error ({error}), sleeping {}ms",
+                        backoff.as_millis()
+                    ));
                     tokio::select! {
                         () = self.accepting.cancelled() => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -482,13 +492,19 @@ impl Server {
         self.global_account
             .client_connections
             .fetch_add(1, Ordering::Relaxed);
-        logging::debug(format_args!("{address} - cid:{id} - Client connection created"));
+        logging::debug(format_args!(
+            "{address} - cid:{id} - Client connection created"
+        ));
         self.tasks
             .spawn(run_client(Arc::clone(self), connection, reader, writer));
     }
 
     /// Called by a connection's task when it has closed.
-    pub fn connection_closed(&self, connection: &Arc<Connection>) {
+    pub fn connection_closed(
+        &self,
+        connection: &Arc<Connection>,
+        subscriptions: &[Arc<crate::subscription::Subscription>],
+    ) {
         self.connections.lock().remove(&connection.id);
         self.global_account
             .client_connections
@@ -533,7 +549,10 @@ impl Server {
             out_messages: statistics.out_messages.load(Ordering::Relaxed),
             out_bytes: statistics.out_bytes.load(Ordering::Relaxed),
             round_trip_nanos: connection.round_trip_nanos.load(Ordering::Relaxed),
-            subjects: Vec::new(),
+            subjects: subscriptions
+                .iter()
+                .map(|subscription| String::from_utf8_lossy(&subscription.subject).into_owned())
+                .collect(),
         };
         let capacity = self.options().max_closed_clients;
         let mut closed = self.closed_connections.lock();
@@ -571,7 +590,9 @@ impl Server {
             return;
         }
         let options = self.options();
-        logging::notice(format_args!("Entering lame duck mode, stop accepting new clients"));
+        logging::notice(format_args!(
+            "Entering lame duck mode, stop accepting new clients"
+        ));
         self.accepting.cancel();
         for connection in self.connections() {
             if connection.accepts_async_info() {
@@ -594,9 +615,7 @@ impl Server {
         let connections = self.connections();
         let count = connections.len().max(1) as u32;
         let pause = spread / count;
-        logging::notice(format_args!(
-            "Closing existing clients over {spread:?}"
-        ));
+        logging::notice(format_args!("Closing existing clients over {spread:?}"));
         for connection in connections {
             connection.close(CloseReason::LameDuck);
             tokio::select! {

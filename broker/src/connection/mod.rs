@@ -274,7 +274,11 @@ impl Connection {
 
     /// Takes every subscription (on close; breaks the connection ↔ subscription cycle).
     pub fn take_subscriptions(&self) -> Vec<Arc<Subscription>> {
-        self.subscriptions.lock().drain().map(|(_, subscription)| subscription).collect()
+        self.subscriptions
+            .lock()
+            .drain()
+            .map(|(_, subscription)| subscription)
+            .collect()
     }
 
     /// A copy of the subscriptions, for monitoring.

@@ -121,7 +121,9 @@ mod tests {
     #[test]
     fn frames_beyond_max_pending_make_a_slow_consumer() {
         let mut outbound = Outbound::new(64);
-        let size = outbound.push_delivery(&delivery(b"0123456789"), false).unwrap();
+        let size = outbound
+            .push_delivery(&delivery(b"0123456789"), false)
+            .unwrap();
         assert_eq!(size, b"MSG foo 1 10\r\n0123456789\r\n".len());
         assert_eq!(
             outbound.push_delivery(&delivery(&[b'x'; 40]), false),
@@ -132,7 +134,9 @@ mod tests {
     #[test]
     fn bytes_being_written_still_count_as_pending() {
         let mut outbound = Outbound::new(40);
-        outbound.push_delivery(&delivery(b"0123456789"), false).unwrap();
+        outbound
+            .push_delivery(&delivery(b"0123456789"), false)
+            .unwrap();
         let mut spare = BytesMut::new();
         let taken = outbound.take_into(&mut spare);
         assert_eq!(outbound.pending_bytes(), taken);
@@ -141,7 +145,9 @@ mod tests {
             Err(Refused::SlowConsumer)
         );
         outbound.written();
-        assert!(outbound.push_delivery(&delivery(b"0123456789"), false).is_ok());
+        assert!(outbound
+            .push_delivery(&delivery(b"0123456789"), false)
+            .is_ok());
     }
 
     #[test]
