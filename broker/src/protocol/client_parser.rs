@@ -119,9 +119,10 @@ pub fn parse_client_operation<'a>(
         }
     };
     let Some(newline) = memchr(b'\n', &buffer[name_length..]).map(|at| at + name_length) else {
-        // Bound what an unterminated line may hold, as nats-server does for split lines.
+        // Bound what an unterminated line may hold, as nats-server does for split lines
+        // (one byte of slack for a `\r` whose `\n` has not arrived).
         if argument_start(buffer, name_length, separator)
-            .is_some_and(|start| buffer.len() - start > limits.max_control_line)
+            .is_some_and(|start| buffer.len() - start > limits.max_control_line + 1)
         {
             return Err(ProtocolError::MaxControlLineExceeded);
         }
@@ -136,6 +137,11 @@ pub fn parse_client_operation<'a>(
     };
     let consumed_line = newline + 1;
     if separator == Separator::RestIgnored {
+        // nats-server ignores what follows PING/PONG/+OK however long; Tern bounds it like
+        // any control line, whether it arrives whole or split.
+        if line_end.saturating_sub(name_length) > limits.max_control_line {
+            return Err(ProtocolError::MaxControlLineExceeded);
+        }
         let operation = match name {
             OperationName::Ping => ClientOperation::Ping,
             OperationName::Pong => ClientOperation::Pong,
@@ -552,6 +558,21 @@ mod tests {
         );
         assert_eq!(
             parse_client_operation(b"SUB a.very.long.subject.name", &small),
+            Err(ProtocolError::MaxControlLineExceeded)
+        );
+    }
+
+    #[test]
+    fn long_text_after_ping_is_bounded_whole_or_split() {
+        let mut input = b"PING".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 5000));
+        assert_eq!(
+            parse_client_operation(&input, &LIMITS),
+            Err(ProtocolError::MaxControlLineExceeded)
+        );
+        input.extend_from_slice(b"\r\n");
+        assert_eq!(
+            parse_client_operation(&input, &LIMITS),
             Err(ProtocolError::MaxControlLineExceeded)
         );
     }
