@@ -53,10 +53,10 @@ e2e: deps
 	$(CARGO) build -p tern-broker --bin tern
 	$(CARGO) test -p tern-e2e --no-fail-fast
 
-## bench: Tern and nats-server side by side, release builds
+## bench: Tern and nats-server side by side, release builds (options: BENCH_ARGS="--quick", ...)
 bench: deps
 	$(CARGO) build --release -p tern-broker -p tern-bench
-	$(TARGET_DIR)/release/tern-bench --tern $(TARGET_DIR)/release/tern --nats-server $$(command -v nats-server)
+	$(TARGET_DIR)/release/tern-bench --tern $(TARGET_DIR)/release/tern --nats-server $$(command -v nats-server) $(BENCH_ARGS)
 
 FUZZ_SECONDS ?= 15
 FUZZ_TARGETS := client_parser config_parser connect_json

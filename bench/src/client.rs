@@ -1,0 +1,184 @@
+//! A blocking NATS client connection for one load-generator role.
+//!
+//! One thread owns one connection. Reads are batched into a fixed buffer and parsed in place
+//! ([`FrameParser`]); the server's PINGs are answered here and INFO/+OK are ignored, so callers
+//! only see messages and PONGs. Every socket operation is bounded: reads wake up every
+//! [`POLL_INTERVAL`] so callers can check their deadlines and stop flags, and writes fail after
+//! [`WRITE_TIMEOUT`].
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{Frame, FrameParser, ParseError};
+
+/// How long one read waits before returning to its caller with nothing.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// A write that makes no progress for this long fails the run.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read buffer for connections that carry load.
+pub const LOAD_BUFFER_CAPACITY: usize = 256 * 1024;
+/// Read buffer for connections that only do the handshake.
+pub const HANDSHAKE_BUFFER_CAPACITY: usize = 8 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connecting to {address}: {source}")]
+    Connect {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("server sent -ERR {0}")]
+    Server(String),
+    #[error(transparent)]
+    Protocol(#[from] ParseError),
+    #[error("timed out waiting for {0}")]
+    DeadlineExceeded(&'static str),
+}
+
+/// Whether a read returned data or only waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    Data,
+    Idle,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    filled: usize,
+    parser: FrameParser,
+    info_received: bool,
+}
+
+impl Connection {
+    /// Connects, waits for INFO, sends CONNECT and completes a PING/PONG round trip.
+    pub fn connect(
+        address: SocketAddr,
+        name: &str,
+        buffer_capacity: usize,
+        deadline: Instant,
+    ) -> Result<Self, ClientError> {
+        let timeout = remaining(deadline, "the TCP connection")?;
+        let stream = TcpStream::connect_timeout(&address, timeout)
+            .map_err(|source| ClientError::Connect { address, source })?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(POLL_INTERVAL))?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let mut connection = Self {
+            stream,
+            buffer: vec![0; buffer_capacity],
+            filled: 0,
+            parser: FrameParser::default(),
+            info_received: false,
+        };
+        connection.wait_for_info(deadline)?;
+        let connect = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\"headers\":false,\
+             \"protocol\":1,\"name\":\"{name}\",\"lang\":\"tern-bench\",\"version\":\"{}\"}}\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        connection.write_all(connect.as_bytes())?;
+        connection.round_trip(deadline)?;
+        Ok(connection)
+    }
+
+    /// Registers a subscription and waits until the server has processed it.
+    pub fn subscribe(
+        &mut self,
+        subject: &str,
+        queue_group: Option<&str>,
+        sid: u32,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        let line = match queue_group {
+            Some(queue_group) => format!("SUB {subject} {queue_group} {sid}\r\n"),
+            None => format!("SUB {subject} {sid}\r\n"),
+        };
+        self.write_all(line.as_bytes())?;
+        self.round_trip(deadline)
+    }
+
+    /// Sends PING and reads until the matching PONG; messages arriving meanwhile are dropped.
+    pub fn round_trip(&mut self, deadline: Instant) -> Result<(), ClientError> {
+        self.write_all(b"PING\r\n")?;
+        let mut pong = false;
+        while !pong {
+            remaining(deadline, "PONG")?;
+            self.read_frames(|frame| pong |= frame == Frame::Pong)?;
+        }
+        Ok(())
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).map_err(ClientError::from)
+    }
+
+    /// Performs one read (waiting at most [`POLL_INTERVAL`]) and reports every complete
+    /// message and PONG in it. Answers server PINGs.
+    pub fn read_frames(
+        &mut self,
+        mut on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<ReadStatus, ClientError> {
+        let read = match self.stream.read(&mut self.buffer[self.filled..]) {
+            Ok(0) => return Err(ClientError::Closed),
+            Ok(read) => read,
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(ReadStatus::Idle)
+            }
+            Err(error) if error.kind() == ErrorKind::Interrupted => return Ok(ReadStatus::Idle),
+            Err(error) => return Err(error.into()),
+        };
+        self.filled += read;
+        let mut ping_received = false;
+        let mut info_received = false;
+        let mut server_error = None;
+        let consumed = self
+            .parser
+            .parse(&self.buffer[..self.filled], |frame| match frame {
+                Frame::Ping => ping_received = true,
+                Frame::Info => info_received = true,
+                Frame::Ok => {}
+                Frame::Error(text) => {
+                    server_error = Some(String::from_utf8_lossy(text).into_owned());
+                }
+                other => on_frame(other),
+            })?;
+        self.buffer.copy_within(consumed..self.filled, 0);
+        self.filled -= consumed;
+        self.info_received |= info_received;
+        if let Some(text) = server_error {
+            return Err(ClientError::Server(text));
+        }
+        if ping_received {
+            self.write_all(b"PONG\r\n")?;
+        }
+        Ok(ReadStatus::Data)
+    }
+
+    /// Gives up the parser and buffer, keeping only the socket (for idle connections).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    fn wait_for_info(&mut self, deadline: Instant) -> Result<(), ClientError> {
+        while !self.info_received {
+            remaining(deadline, "INFO")?;
+            self.read_frames(|_| {})?;
+        }
+        Ok(())
+    }
+}
+
+/// Time left until `deadline`, or an error naming what was being waited for.
+pub fn remaining(deadline: Instant, waiting_for: &'static str) -> Result<Duration, ClientError> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or(ClientError::DeadlineExceeded(waiting_for))
+}

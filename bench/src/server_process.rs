@@ -1,0 +1,258 @@
+//! A server under test, run as a child process that this benchmark owns.
+//!
+//! Both servers are started the same way: `-a 127.0.0.1 -p -1 --ports_file_dir <tmpdir>`,
+//! output to a log file in that directory, and the client port read from the ports file the
+//! server writes there (`<exe>_<pid>.ports`). Every child is recorded in a process-wide
+//! registry so that dropping a [`ServerProcess`] *and* an interrupt ([`stop_all`]) kill it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to write its ports file.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+const PORTS_FILE_POLL_INTERVAL: Duration = Duration::from_millis(5);
+/// Lines of the server log shown when it fails.
+const LOG_TAIL_LINES: usize = 15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("not starting a server: the benchmark is being interrupted")]
+    Interrupted,
+    #[error("creating a temporary directory: {0}")]
+    TemporaryDirectory(std::io::Error),
+    #[error("starting {executable}: {source}")]
+    Spawn {
+        executable: String,
+        source: std::io::Error,
+    },
+    #[error("{label} exited ({status}) {context}; log tail:\n{log_tail}")]
+    Exited {
+        label: String,
+        status: String,
+        context: &'static str,
+        log_tail: String,
+    },
+    #[error("{label} wrote no ports file in {timeout:?}; log tail:\n{log_tail}")]
+    NoPortsFile {
+        label: String,
+        timeout: Duration,
+        log_tail: String,
+    },
+    #[error("ports file {path} has no client address: {content}")]
+    BadPortsFile { path: String, content: String },
+}
+
+/// Children that are running, by process id, with the directory holding their files; once
+/// `stopping` is set no child may be added.
+struct Registry {
+    children: BTreeMap<u32, (Child, PathBuf)>,
+    stopping: bool,
+}
+
+static RUNNING: Mutex<Registry> = Mutex::new(Registry {
+    children: BTreeMap::new(),
+    stopping: false,
+});
+
+fn running() -> MutexGuard<'static, Registry> {
+    // The registry stays consistent even if a holder panicked: every change is one statement.
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Kills every running server, removes its directory and refuses to start new ones; for
+/// interrupts.
+pub fn stop_all() {
+    let children = {
+        let mut registry = running();
+        registry.stopping = true;
+        std::mem::take(&mut registry.children)
+    };
+    for (_, (mut child, directory)) in children {
+        kill_and_reap(&mut child);
+        // Best effort: the process is about to exit.
+        let _ = std::fs::remove_dir_all(directory);
+    }
+}
+
+fn kill_and_reap(child: &mut Child) {
+    // Errors mean the child already exited; either way it is gone after wait.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[derive(Debug)]
+pub struct ServerProcess {
+    label: String,
+    pid: u32,
+    client_address: SocketAddr,
+    log_path: PathBuf,
+    /// Removed on drop, after the child was killed.
+    _directory: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `executable` and waits until it has written its ports file.
+    pub fn start(label: &str, executable: &Path) -> Result<Self, ServerError> {
+        // Starting under the lock means an interrupt either prevents the start or finds the
+        // child and its directory in the registry.
+        let mut registry = running();
+        if registry.stopping {
+            return Err(ServerError::Interrupted);
+        }
+        let directory = tempfile::Builder::new()
+            .prefix("tern-bench-")
+            .tempdir()
+            .map_err(ServerError::TemporaryDirectory)?;
+        let log_path = directory.path().join("server.log");
+        let spawn_error = |source| ServerError::Spawn {
+            executable: executable.display().to_string(),
+            source,
+        };
+        let log = File::create(&log_path).map_err(spawn_error)?;
+        let log_for_stderr = log.try_clone().map_err(spawn_error)?;
+        let child = Command::new(executable)
+            .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+            .arg(directory.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_for_stderr)
+            .spawn()
+            .map_err(spawn_error)?;
+        let pid = child.id();
+        registry
+            .children
+            .insert(pid, (child, directory.path().to_path_buf()));
+        drop(registry);
+        // From here on, dropping `server` kills the child, including on the error paths below.
+        let mut server = Self {
+            label: label.to_owned(),
+            pid,
+            client_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_path,
+            _directory: directory,
+        };
+        server.client_address = server.wait_for_ports_file()?;
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn client_address(&self) -> SocketAddr {
+        self.client_address
+    }
+
+    /// Fails if the server has exited (crashed) since it started.
+    pub fn check_running(&self, context: &'static str) -> Result<(), ServerError> {
+        let status = match running().children.get_mut(&self.pid) {
+            Some((child, _)) => child.try_wait().ok().flatten(),
+            None => None,
+        };
+        match status {
+            Some(status) => Err(ServerError::Exited {
+                label: self.label.clone(),
+                status: status.to_string(),
+                context,
+                log_tail: self.log_tail(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn wait_for_ports_file(&self) -> Result<SocketAddr, ServerError> {
+        let suffix = format!("_{}.ports", self.pid);
+        let directory = self.log_path.parent().unwrap_or(Path::new("."));
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while Instant::now() < deadline {
+            self.check_running("before writing its ports file")?;
+            if let Some(path) = find_ports_file(directory, &suffix) {
+                // The file may be seen before it is fully written: retry until it parses.
+                if let Ok(content) = std::fs::read_to_string(&path) {
+                    if let Some(address) = client_address_from_ports(&content) {
+                        return Ok(address);
+                    }
+                    if content.ends_with('}') {
+                        return Err(ServerError::BadPortsFile {
+                            path: path.display().to_string(),
+                            content,
+                        });
+                    }
+                }
+            }
+            std::thread::sleep(PORTS_FILE_POLL_INTERVAL);
+        }
+        Err(ServerError::NoPortsFile {
+            label: self.label.clone(),
+            timeout: STARTUP_TIMEOUT,
+            log_tail: self.log_tail(),
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        if lines.is_empty() {
+            return "(the server log is empty)".to_owned();
+        }
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let entry = running().children.remove(&self.pid);
+        if let Some((mut child, _)) = entry {
+            kill_and_reap(&mut child);
+        }
+    }
+}
+
+fn find_ports_file(directory: &Path, suffix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(directory)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.ends_with(suffix))
+        })
+}
+
+/// The first client URL in a ports file. nats-server 2.9 names the key `nats`; `client` is
+/// accepted too.
+fn client_address_from_ports(content: &str) -> Option<SocketAddr> {
+    let ports: serde_json::Value = serde_json::from_str(content).ok()?;
+    let urls = ports.get("nats").or_else(|| ports.get("client"))?;
+    let url = urls.as_array()?.first()?.as_str()?;
+    let host_port = url.rsplit_once("://").map_or(url, |(_, rest)| rest);
+    host_port.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_address_is_read_from_either_key() {
+        let expected: SocketAddr = "127.0.0.1:4222".parse().expect("literal address");
+        assert_eq!(
+            client_address_from_ports(r#"{"nats":["nats://127.0.0.1:4222"]}"#),
+            Some(expected)
+        );
+        assert_eq!(
+            client_address_from_ports(
+                r#"{"client":["nats://127.0.0.1:4222"],"monitoring":["http://127.0.0.1:8222"]}"#
+            ),
+            Some(expected)
+        );
+        assert_eq!(client_address_from_ports(r#"{"nats":[]}"#), None);
+        assert_eq!(client_address_from_ports(r#"{"nats":["#), None);
+    }
+}
