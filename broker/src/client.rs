@@ -269,6 +269,9 @@ impl ClientSession {
     }
 
     fn handle(&mut self, operation: ClientOperation<'_>) -> Result<(), CloseReason> {
+        if logging::is_trace() {
+            self.trace_inbound(&operation);
+        }
         match operation {
             ClientOperation::Publish(publish) => self.publish(&publish),
             ClientOperation::Ping => {
@@ -589,6 +592,55 @@ impl ClientSession {
         self.flush_set.flush();
     }
 
+    /// `-V`: each received operation as nats-server traces it; passwords and tokens masked.
+    fn trace_inbound(&self, operation: &ClientOperation<'_>) {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let line = match operation {
+            ClientOperation::Connect(json) => format!("CONNECT {}", redact_secrets(&text(json))),
+            ClientOperation::Publish(publish) => {
+                let operation = if publish.with_headers { "HPUB" } else { "PUB" };
+                let reply = publish.reply.map(|reply| format!(" {}", text(reply)));
+                let sizes = if publish.with_headers {
+                    format!("{} {}", publish.header_length, publish.payload.len())
+                } else {
+                    publish.payload.len().to_string()
+                };
+                format!(
+                    "{operation} {}{} {sizes}",
+                    text(publish.subject),
+                    reply.unwrap_or_default()
+                )
+            }
+            ClientOperation::Subscribe {
+                subject,
+                queue_group,
+                sid,
+            } => match queue_group {
+                Some(queue_group) => {
+                    format!("SUB {} {} {}", text(subject), text(queue_group), text(sid))
+                }
+                None => format!("SUB {} {}", text(subject), text(sid)),
+            },
+            ClientOperation::Unsubscribe { sid, max_messages } => match max_messages {
+                Some(max) => format!("UNSUB {} {max}", text(sid)),
+                None => format!("UNSUB {}", text(sid)),
+            },
+            ClientOperation::Ping => "PING".to_string(),
+            ClientOperation::Pong => "PONG".to_string(),
+            ClientOperation::Ok => "+OK".to_string(),
+            ClientOperation::Info(json) => format!("INFO {}", text(json)),
+            ClientOperation::Error(message) => format!("-ERR {}", text(message)),
+        };
+        logging::trace(format_args!("{} - <<- [{line}]", self.describe()));
+        if let ClientOperation::Publish(publish) = operation {
+            logging::trace(format_args!(
+                "{} - <<- MSG_PAYLOAD: [{:?}]",
+                self.describe(),
+                text(publish.payload)
+            ));
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "{}:{} - cid:{}",
@@ -604,6 +656,21 @@ impl ClientSession {
         let subscriptions = self.connection.take_subscriptions();
         self.account.unsubscribe(subscriptions.iter());
         subscriptions
+    }
+}
+
+/// Replaces the values of `pass`, `auth_token`, `sig` and `jwt` in CONNECT JSON for logs.
+fn redact_secrets(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            for key in ["pass", "auth_token", "sig", "jwt"] {
+                if let Some(value) = fields.get_mut(key) {
+                    *value = serde_json::Value::String("[REDACTED]".into());
+                }
+            }
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => "[unparsable]".to_string(),
     }
 }
 
@@ -625,4 +692,27 @@ fn jitter(base: Duration, seed: u64) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_millis(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) % fifth)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traced_connect_never_shows_secrets() {
+        let traced =
+            redact_secrets(r#"{"user":"a","pass":"secret","auth_token":"t","verbose":false}"#);
+        assert!(!traced.contains("secret") && !traced.contains("\"t\""));
+        assert!(traced.contains("\"user\":\"a\""));
+        assert_eq!(redact_secrets("{not json"), "[unparsable]");
+    }
+
+    #[test]
+    fn read_size_grows_while_reads_fill_it_and_shrinks_when_they_do_not() {
+        assert_eq!(next_read_size(512, 512), 1024);
+        assert_eq!(next_read_size(MAX_READ_SIZE, MAX_READ_SIZE), MAX_READ_SIZE);
+        assert_eq!(next_read_size(4096, 100), 2048);
+        assert_eq!(next_read_size(MIN_READ_SIZE, 1), MIN_READ_SIZE);
+    }
 }

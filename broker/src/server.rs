@@ -601,6 +601,11 @@ impl Server {
                 connection.send_control(&info.to_protocol_line());
             }
         }
+        if self.connection_count() == 0 {
+            logging::notice(format_args!("No clients: shutting down now"));
+            self.shutdown.cancel();
+            return;
+        }
         let grace = options.lame_duck_grace_period;
         logging::notice(format_args!("Waiting {grace:?} before closing clients"));
         tokio::select! {
@@ -614,13 +619,20 @@ impl Server {
             .unwrap_or(Duration::from_secs(1));
         let connections = self.connections();
         let count = connections.len().max(1) as u32;
-        let pause = spread / count;
+        // As nats-server: spread closes evenly, but never more than a second apart, with
+        // some randomness so reconnecting clients do not arrive together elsewhere.
+        let pause = (spread / count).min(Duration::from_secs(1));
         logging::notice(format_args!("Closing existing clients over {spread:?}"));
-        for connection in connections {
+        let last = connections.len().saturating_sub(1);
+        for (index, connection) in connections.into_iter().enumerate() {
             connection.close(CloseReason::LameDuck);
+            if index == last {
+                break;
+            }
+            let jittered = pause.mul_f64(0.5 + rand::random::<f64>() / 2.0);
             tokio::select! {
                 () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(jittered) => {}
             }
         }
         self.shutdown.cancel();

@@ -40,6 +40,23 @@ pub fn for_each_server_kind(body: impl FnMut(ServerKind) -> anyhow::Result<()>) 
     run_each(body);
 }
 
+/// Like [`for_each_server_kind`], restricted to the selected kinds that are also in `kinds`:
+/// for behaviour only some implementations have (a Tern-only flag, say). A run that selects
+/// none of them says so and passes.
+pub fn for_each_server_kind_of(
+    kinds: &[ServerKind],
+    mut body: impl FnMut(ServerKind) -> anyhow::Result<()>,
+) {
+    run_each(|kind| {
+        if kinds.contains(&kind) {
+            body(kind)
+        } else {
+            eprintln!("=== skipped for {kind}: the test covers only {kinds:?}");
+            Ok(())
+        }
+    });
+}
+
 /// Like [`for_each_server_kind`] for an async body: each kind gets a fresh current-thread
 /// tokio runtime (timers and I/O enabled), so blocking harness calls stay on the test thread.
 pub fn for_each_server_kind_async<Body, Fut>(mut body: Body)

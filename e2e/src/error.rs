@@ -87,6 +87,9 @@ pub enum HarnessError {
 
     #[error("could not parse a server operation from \"{line}\": {reason}")]
     InvalidFrame { line: String, reason: String },
+
+    #[error("the HTTP response is not what the harness understands ({reason}): \"{received}\"")]
+    InvalidHttpResponse { reason: String, received: String },
 }
 
 impl HarnessError {

@@ -11,18 +11,24 @@
 //! - [`for_each_server_kind`] / [`for_each_server_kind_async`]: run a test body against
 //!   every selected kind and report which one failed.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
+//! - [`run_to_exit`]: run a server binary that should exit by itself (`-v`, `-t`, `--signal`).
+//! - [`http_get`]: one HTTP/1.1 GET, for the monitoring endpoints.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline, every loop is bounded.
 
+mod command;
 mod each_kind;
 mod error;
+mod http;
 mod kind;
 mod process;
 mod raw_client;
 mod wait;
 
-pub use each_kind::{for_each_server_kind, for_each_server_kind_async};
+pub use command::{run_to_exit, CommandOutcome, COMMAND_TIMEOUT};
+pub use each_kind::{for_each_server_kind, for_each_server_kind_async, for_each_server_kind_of};
 pub use error::{escaped, HarnessError};
+pub use http::{http_get, HttpResponse, HTTP_TIMEOUT};
 pub use kind::{
     selected_server_kinds, ServerKind, NATS_SERVER_BINARY_VARIABLE, SERVERS_VARIABLE,
     TERN_BINARY_VARIABLE,

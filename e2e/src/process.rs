@@ -28,6 +28,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often readiness and exit are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// The config file's name inside the server's directory.
+const CONFIG_FILE_NAME: &str = "server.conf";
 /// Lines of the server log quoted in failure messages.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -189,7 +191,7 @@ impl ServerProcess {
             .map_err(|error| HarnessError::io("creating the server directory", error))?;
         let log_path = directory.path().join("server.log");
         if !config.config_text.is_empty() {
-            let config_path = directory.path().join("server.conf");
+            let config_path = directory.path().join(CONFIG_FILE_NAME);
             fs::write(&config_path, &config.config_text)
                 .map_err(|error| HarnessError::io("writing the config file", error))?;
         }
@@ -239,6 +241,13 @@ impl ServerProcess {
     /// The server's own directory (config file, ports file, log); gone after drop.
     pub fn directory(&self) -> &Path {
         self.directory.path()
+    }
+
+    /// Where the config file is (`<directory>/server.conf`); rewrite it and send
+    /// [`Signal::Hangup`] to test a reload. Absent when the server was started without config
+    /// text.
+    pub fn config_path(&self) -> PathBuf {
+        self.directory.path().join(CONFIG_FILE_NAME)
     }
 
     /// The server's stdout and stderr so far (lossy UTF-8; empty when unreadable).
@@ -379,7 +388,7 @@ fn spawn_until_ready(
         .arg("--ports_file_dir")
         .arg(directory);
     if !config.config_text.is_empty() {
-        command.arg("-c").arg(directory.join("server.conf"));
+        command.arg("-c").arg(directory.join(CONFIG_FILE_NAME));
     }
     if config.monitoring {
         let monitoring_port = previous

@@ -94,6 +94,13 @@ impl RawClient {
         Ok(client)
     }
 
+    /// This end of the connection, as the server sees it (its logs and `/connz` name it).
+    pub fn local_address(&self) -> Result<SocketAddr, HarnessError> {
+        self.stream
+            .local_addr()
+            .map_err(|error| HarnessError::io("reading the local address", error))
+    }
+
     /// Changes how long reads wait.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
