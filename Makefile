@@ -37,6 +37,7 @@ test:
 	step clippy $(CARGO) clippy --workspace --all-targets -- -D warnings; \
 	step build-tern $(CARGO) build -p tern-broker --bin tern; \
 	step tests run_tests; \
+	step python-clients python3 -m pytest e2e/python -q -p no:cacheprovider; \
 	if [ -f broker/fuzz/Cargo.toml ]; then step fuzz-smoke $(MAKE) --no-print-directory fuzz-smoke; fi; \
 	echo; echo "make test summary"; \
 	for name in "$${passed[@]}"; do echo "  ok      $$name"; done; \
@@ -52,6 +53,7 @@ test:
 e2e: deps
 	$(CARGO) build -p tern-broker --bin tern
 	$(CARGO) test -p tern-e2e --no-fail-fast
+	python3 -m pytest e2e/python -q -p no:cacheprovider
 
 ## bench: Tern and nats-server side by side, release builds (options: BENCH_ARGS="--quick", ...)
 bench: deps

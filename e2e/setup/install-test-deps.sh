@@ -80,7 +80,21 @@ step_cargo_fuzz() {
   return 1
 }
 
-STEPS=(cargo nats_server cargo_fuzz)
+# The nats-py client suite (e2e/python) needs nats-py and pytest from PyPI.
+step_nats_py() {
+  if python3 -c 'import importlib.metadata as m, pytest; assert m.version("nats-py") == "2.16.0"' >/dev/null 2>&1; then
+    log "nats-py: 2.16.0"
+    return 0
+  fi
+  log "installing nats-py 2.16.0 and pytest from PyPI"
+  if python3 -m pip install --quiet --disable-pip-version-check 'nats-py==2.16.0' pytest >/dev/null 2>&1; then
+    return 0
+  fi
+  log "cannot install nats-py (python3 -m pip install nats-py==2.16.0 pytest failed)"
+  return 1
+}
+
+STEPS=(cargo nats_server cargo_fuzz nats_py)
 
 failed=()
 for step in "${STEPS[@]}"; do
