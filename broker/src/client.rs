@@ -161,6 +161,7 @@ impl ClientSession {
                         Err(_) => return CloseReason::ReadError,
                     };
                     self.last_inbound = Instant::now();
+                    self.connection.touch();
                     read_size = next_read_size(read_size, count);
                     let processed = self.process_buffer(&mut buffer);
                     self.finish_batch();

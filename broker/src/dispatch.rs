@@ -178,3 +178,173 @@ fn deliver_to(
     }
     true
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::account::Account;
+    use crate::connection::ConnectionKind;
+
+    fn connection(id: u64, max_pending: usize, shutdown: &CancellationToken) -> Arc<Connection> {
+        let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Arc::new(Connection::new(
+            id,
+            ConnectionKind::Client,
+            address,
+            max_pending,
+            shutdown,
+        ))
+    }
+
+    fn subscribe(
+        account: &Account,
+        connection: &Arc<Connection>,
+        subject: &str,
+        queue_group: Option<&str>,
+        sid: &str,
+    ) -> Arc<Subscription> {
+        let subscription = Arc::new(Subscription::new(
+            Arc::clone(connection),
+            Bytes::copy_from_slice(subject.as_bytes()),
+            queue_group.map(|name| Bytes::copy_from_slice(name.as_bytes())),
+            Bytes::copy_from_slice(sid.as_bytes()),
+        ));
+        connection.add_subscription(&subscription);
+        account.subscribe(&subscription).unwrap();
+        subscription
+    }
+
+    fn publish(account: &Account, subject: &str, publisher: Publisher) -> DeliveryOutcome {
+        publish_with(account, subject, publisher, &mut QueuePicker::new(7))
+    }
+
+    fn publish_with(
+        account: &Account,
+        subject: &str,
+        publisher: Publisher,
+        picker: &mut QueuePicker,
+    ) -> DeliveryOutcome {
+        let message = Message {
+            subject: subject.as_bytes(),
+            reply: None,
+            header_length: 0,
+            payload: b"hello",
+        };
+        let mut outcome = DeliveryOutcome::default();
+        deliver(
+            &account.matches(subject.as_bytes()),
+            &message,
+            publisher,
+            &mut FlushSet::default(),
+            picker,
+            &mut outcome,
+        );
+        outcome
+    }
+
+    const PUBLISHER: Publisher = Publisher {
+        connection_id: 1000,
+        echo: true,
+    };
+
+    #[test]
+    fn queue_group_delivers_to_exactly_one_member_and_plain_subscribers_to_all() {
+        let shutdown = CancellationToken::new();
+        let account = Account::new("test");
+        let members: Vec<_> = (1..=4)
+            .map(|id| connection(id, 1 << 20, &shutdown))
+            .collect();
+        for member in &members {
+            subscribe(&account, member, "jobs.*", Some("workers"), "1");
+            subscribe(&account, member, "jobs.>", None, "2");
+        }
+        let mut picker = QueuePicker::new(42);
+        for _ in 0..100 {
+            let outcome = publish_with(&account, "jobs.one", PUBLISHER, &mut picker);
+            assert_eq!(outcome.deliveries, 5);
+        }
+        let queued: usize = members.iter().map(|member| member.pending_bytes()).sum();
+        let frame = b"MSG jobs.one 1 5\r\nhello\r\n".len();
+        assert_eq!(queued, 100 * 5 * frame);
+        // Random picks spread over members: every member got some queue messages.
+        assert!(members
+            .iter()
+            .all(|member| member.pending_bytes() > 100 * frame));
+    }
+
+    #[test]
+    fn echo_false_skips_the_publishers_own_subscriptions() {
+        let shutdown = CancellationToken::new();
+        let account = Account::new("test");
+        let own = connection(1, 1 << 20, &shutdown);
+        let other = connection(2, 1 << 20, &shutdown);
+        subscribe(&account, &own, "chat", None, "1");
+        subscribe(&account, &other, "chat", None, "1");
+        let quiet = Publisher {
+            connection_id: 1,
+            echo: false,
+        };
+        assert_eq!(publish(&account, "chat", quiet).deliveries, 1);
+        assert_eq!(own.pending_bytes(), 0);
+        assert!(other.pending_bytes() > 0);
+    }
+
+    #[test]
+    fn overflowing_receiver_is_closed_as_a_slow_consumer() {
+        let shutdown = CancellationToken::new();
+        let account = Account::new("test");
+        let frame = b"MSG data 1 5\r\nhello\r\n".len();
+        let slow = connection(1, 3 * frame, &shutdown);
+        subscribe(&account, &slow, "data", None, "1");
+        for _ in 0..3 {
+            assert_eq!(publish(&account, "data", PUBLISHER).deliveries, 1);
+        }
+        assert!(!slow.is_closing());
+        assert_eq!(publish(&account, "data", PUBLISHER).deliveries, 0);
+        assert!(slow.is_closing());
+        assert_eq!(
+            slow.close_reason(),
+            Some(CloseReason::SlowConsumerPendingBytes)
+        );
+    }
+
+    #[test]
+    fn auto_unsubscribe_limit_is_never_exceeded_by_concurrent_publishers() {
+        let shutdown = CancellationToken::new();
+        let account = Arc::new(Account::new("test"));
+        let receiver = connection(1, 1 << 24, &shutdown);
+        let subscription = subscribe(&account, &receiver, "limited", None, "1");
+        assert!(subscription.limit_to(50));
+        let expired: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|thread| {
+                    let account = Arc::clone(&account);
+                    scope.spawn(move || {
+                        let mut expired = 0;
+                        for _ in 0..100 {
+                            let publisher = Publisher {
+                                connection_id: 100 + thread,
+                                echo: true,
+                            };
+                            expired += publish(&account, "limited", publisher).expired.len();
+                        }
+                        expired
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap())
+                .sum()
+        });
+        let frame = b"MSG limited 1 5\r\nhello\r\n".len();
+        assert_eq!(receiver.pending_bytes(), 50 * frame);
+        assert_eq!(expired, 1, "exactly one publisher sees the last delivery");
+    }
+}
