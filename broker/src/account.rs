@@ -10,7 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
 
 use crate::subject::SubjectError;
 use crate::subject::{MatchResult, SubjectIndex};
@@ -26,12 +27,29 @@ const MATCH_CACHE_CAPACITY: usize = 1024;
 
 pub type Matches = Arc<MatchResult<SubscriptionRef>>;
 
+/// Local interest as routes see it: a subject, optionally in a queue group.
+pub type InterestKey = (Bytes, Option<Bytes>);
+
+/// How the local interest in one key changed, and what the routes must be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterestChange {
+    /// Nothing to announce (a second plain subscription on a subject, say).
+    Unchanged,
+    /// `RS+`; for a queue group with the new member count.
+    Added { weight: u32 },
+    /// `RS-`.
+    Removed,
+}
+
 #[derive(Debug)]
 pub struct Account {
     pub name: String,
     index: RwLock<SubjectIndex<SubscriptionRef>>,
     generation: AtomicU64,
     pub client_connections: AtomicU64,
+    /// Counts of local subscriptions per key, which routes learn through `RS+`/`RS-`. Lock
+    /// order: taken before the cluster's route registry and any connection's outbound.
+    local_interest: Mutex<std::collections::HashMap<InterestKey, u32>>,
 }
 
 impl Account {
@@ -41,6 +59,7 @@ impl Account {
             index: RwLock::new(SubjectIndex::new(MATCH_CACHE_CAPACITY)),
             generation: AtomicU64::new(0),
             client_connections: AtomicU64::new(0),
+            local_interest: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -77,6 +96,65 @@ impl Account {
         if index.is_some() {
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Counts one local subscription more (`delta` 1) or less (-1) and says what routes must
+    /// hear; `announce` runs under the interest lock, so announcements keep their order.
+    pub fn change_local_interest(
+        &self,
+        subscription: &Subscription,
+        delta: i32,
+        announce: impl FnOnce(&InterestKey, &InterestChange),
+    ) {
+        let key = (
+            subscription.subject.clone(),
+            subscription.queue_group.clone(),
+        );
+        let mut interest = self.local_interest.lock();
+        let count = interest.entry(key.clone()).or_insert(0);
+        let before = *count;
+        *count = if delta >= 0 {
+            count.saturating_add(delta.unsigned_abs())
+        } else {
+            count.saturating_sub(delta.unsigned_abs())
+        };
+        let after = *count;
+        if after == 0 {
+            interest.remove(&key);
+        }
+        let change = match (key.1.is_some(), before, after) {
+            (_, before, after) if before == after => InterestChange::Unchanged,
+            (_, _, 0) => InterestChange::Removed,
+            (true, _, weight) => InterestChange::Added { weight },
+            (false, 0, _) => InterestChange::Added { weight: 1 },
+            (false, _, _) => InterestChange::Unchanged,
+        };
+        if change != InterestChange::Unchanged {
+            announce(&key, &change);
+        }
+    }
+
+    /// Runs `visit` over all local interest with the interest lock held, so nothing changes
+    /// until a new route has been sent the full state.
+    pub fn with_local_interest(
+        &self,
+        visit: impl FnOnce(&std::collections::HashMap<InterestKey, u32>),
+    ) {
+        visit(&self.local_interest.lock());
+    }
+
+    /// Removes one subscription; `true` only for the caller that removed it.
+    pub fn unsubscribe_one(&self, subscription: &Arc<Subscription>) -> bool {
+        if !subscription.mark_removed() {
+            return false;
+        }
+        self.index.write().remove(
+            &subscription.subject,
+            subscription.queue_group.as_deref(),
+            &SubscriptionRef(Arc::clone(subscription)),
+        );
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        true
     }
 
     pub fn matches(&self, subject: &[u8]) -> Matches {

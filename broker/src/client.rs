@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use crate::account::{Account, Matches};
 use crate::connection::writer::run_writer;
 use crate::connection::{CloseReason, Connection};
-use crate::dispatch::{self, DeliveryOutcome, FlushSet, Message, Publisher, QueuePicker};
+use crate::dispatch::{Dispatcher, Message, Publisher, Source};
 use crate::logging;
 use crate::options::ServerOptions;
 use crate::protocol::errors::text;
@@ -84,9 +84,7 @@ struct ClientSession {
     awaiting_authentication: bool,
     limits: ParserLimits,
     match_cache: MatchCache,
-    flush_set: FlushSet,
-    picker: QueuePicker,
-    outcome: DeliveryOutcome,
+    dispatcher: Dispatcher,
     pings_outstanding: u32,
     ping_sent_at: Option<Instant>,
     next_ping: Instant,
@@ -112,7 +110,6 @@ impl ClientSession {
             },
             next_ping: now + options.ping_interval,
             authentication_deadline: now + options.auth_timeout(),
-            picker: QueuePicker::new(connection.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             server,
             connection,
             options,
@@ -120,8 +117,7 @@ impl ClientSession {
             connect: ConnectOptions::default(),
             connect_received: false,
             match_cache: MatchCache::default(),
-            flush_set: FlushSet::default(),
-            outcome: DeliveryOutcome::default(),
+            dispatcher: Dispatcher::new(rand::random::<u64>()),
             pings_outstanding: 0,
             ping_sent_at: None,
             last_inbound: now,
@@ -230,21 +226,21 @@ impl ClientSession {
 
     /// Publishes the batch's counters and wakes every receiver once.
     fn finish_batch(&mut self) {
-        self.flush_set.flush();
-        let expired = std::mem::take(&mut self.outcome.expired);
+        self.dispatcher.flush_set.flush();
+        let expired = std::mem::take(&mut self.dispatcher.outcome.expired);
         if !expired.is_empty() {
             self.expire_subscriptions(&expired);
         }
         self.server.statistics.count_batch(
             self.batch_in_messages,
             self.batch_in_bytes,
-            self.outcome.deliveries,
-            self.outcome.bytes,
+            self.dispatcher.outcome.deliveries,
+            self.dispatcher.outcome.bytes,
         );
         self.batch_in_messages = 0;
         self.batch_in_bytes = 0;
-        self.outcome.deliveries = 0;
-        self.outcome.bytes = 0;
+        self.dispatcher.outcome.deliveries = 0;
+        self.dispatcher.outcome.bytes = 0;
     }
 
     fn protocol_violation(&mut self, error: &ProtocolError) -> CloseReason {
@@ -426,16 +422,15 @@ impl ClientSession {
             connection_id: self.connection.id,
             echo: self.connect.echo,
         };
-        let before = self.outcome.deliveries;
-        dispatch::deliver(
+        let before = self.dispatcher.outcome.deliveries;
+        self.dispatcher.deliver(
             &matches,
             &message,
             publisher,
-            &mut self.flush_set,
-            &mut self.picker,
-            &mut self.outcome,
+            Source::Client,
+            self.account.name.as_bytes(),
         );
-        if self.outcome.deliveries == before && self.connect.no_responders {
+        if self.dispatcher.outcome.deliveries == before && self.connect.no_responders {
             if let Some(reply) = publish.reply {
                 self.send_no_responders(reply);
             }
@@ -465,7 +460,7 @@ impl ClientSession {
             .outbound
             .lock()
             .push_delivery(&delivery, true);
-        self.flush_set.add(&self.connection);
+        self.dispatcher.flush_set.add(&self.connection);
     }
 
     fn matches(&mut self, subject: &[u8]) -> Matches {
@@ -504,7 +499,10 @@ impl ClientSession {
             Bytes::copy_from_slice(sid),
         ));
         if self.connection.add_subscription(&subscription).is_none()
-            && self.account.subscribe(&subscription).is_err()
+            && self
+                .server
+                .subscribe_local(&self.account, &subscription)
+                .is_err()
         {
             self.connection.remove_subscription(&subscription);
             self.send_error(text::INVALID_SUBJECT);
@@ -520,7 +518,8 @@ impl ClientSession {
             let keep = max_messages.is_some_and(|max| subscription.limit_to(max));
             if !keep {
                 self.connection.remove_subscription(&subscription);
-                self.account.unsubscribe([&subscription]);
+                self.server
+                    .unsubscribe_local(&self.account, std::slice::from_ref(&subscription));
             }
         }
         if self.connect.verbose {
@@ -530,10 +529,7 @@ impl ClientSession {
 
     /// Removes subscriptions that reached their auto-unsubscribe limit in this batch.
     fn expire_subscriptions(&mut self, expired: &[Arc<Subscription>]) {
-        for subscription in expired {
-            subscription.connection.remove_subscription(subscription);
-        }
-        self.account.unsubscribe(expired.iter());
+        self.server.expire_subscriptions(expired);
     }
 
     /// Takes up reloaded options; a client whose credentials no longer pass is closed.
@@ -581,7 +577,7 @@ impl ClientSession {
     /// Queues bytes for this connection itself; they go out with the batch.
     fn queue_own(&mut self, bytes: &[u8]) {
         self.connection.outbound.lock().push_control(bytes);
-        self.flush_set.add(&self.connection);
+        self.dispatcher.flush_set.add(&self.connection);
     }
 
     fn send_error(&mut self, text: &str) {
@@ -589,8 +585,8 @@ impl ClientSession {
             .outbound
             .lock()
             .push_with(|out| server_operations::encode_error(out, text));
-        self.flush_set.add(&self.connection);
-        self.flush_set.flush();
+        self.dispatcher.flush_set.add(&self.connection);
+        self.dispatcher.flush_set.flush();
     }
 
     /// `-V`: each received operation as nats-server traces it; passwords and tokens masked.
@@ -653,9 +649,9 @@ impl ClientSession {
 
     /// Removes everything this session registered; returns the subscriptions it had.
     fn finish(&mut self) -> Vec<Arc<Subscription>> {
-        self.flush_set.flush();
+        self.dispatcher.flush_set.flush();
         let subscriptions = self.connection.take_subscriptions();
-        self.account.unsubscribe(subscriptions.iter());
+        self.server.unsubscribe_local(&self.account, &subscriptions);
         subscriptions
     }
 }

@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use crate::connection::outbound::Refused;
-use crate::connection::{CloseReason, Connection};
+use crate::connection::{CloseReason, Connection, ConnectionKind};
+use crate::protocol::route_parser::OutgoingRoutedMessage;
 use crate::protocol::server_operations::Delivery;
 use crate::subject::MatchResult;
 use crate::subscription::{DeliveryClaim, Subscription, SubscriptionRef};
@@ -80,11 +81,12 @@ impl QueuePicker {
         Self { state: seed | 1 }
     }
 
-    fn next_index(&mut self, length: usize) -> usize {
+    /// A number in `0..bound` (`bound` > 0).
+    pub fn next_below(&mut self, bound: u64) -> u64 {
         self.state ^= self.state << 13;
         self.state ^= self.state >> 7;
         self.state ^= self.state << 17;
-        (self.state % length as u64) as usize
+        self.state % bound
     }
 }
 
@@ -99,29 +101,133 @@ pub struct DeliveryOutcome {
     pub expired: Vec<Arc<Subscription>>,
 }
 
-/// Delivers `message` to everything in `matches`.
-pub fn deliver(
+/// Where a message entered this server, which decides where it may go next.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Published by a client of this server: it may go to every route with interest.
+    Client,
+    /// Received from a route: it never goes to another route (one hop), and reaches queue
+    /// subscribers only for the queue groups the sending server named.
+    Route { queue_groups: &'a [u8] },
+}
+
+/// A route that gets one copy of the message, with the queue groups it was chosen for.
+struct RouteTarget<'m> {
+    subscription: &'m Subscription,
+    queue_groups: Vec<&'m [u8]>,
+}
+
+fn add_route_target<'m>(
+    targets: &mut Vec<RouteTarget<'m>>,
+    subscription: &'m Subscription,
+    queue_group: Option<&'m [u8]>,
+) {
+    let connection_id = subscription.connection.id;
+    let index = match targets
+        .iter()
+        .position(|target| target.subscription.connection.id == connection_id)
+    {
+        Some(index) => index,
+        None => {
+            targets.push(RouteTarget {
+                subscription,
+                queue_groups: Vec::new(),
+            });
+            targets.len() - 1
+        }
+    };
+    if let Some(queue_group) = queue_group {
+        targets[index].queue_groups.push(queue_group);
+    }
+}
+
+/// What one session keeps across deliveries: receivers to wake, its queue picker, and the
+/// counts of the current read batch.
+#[derive(Debug)]
+pub struct Dispatcher {
+    pub flush_set: FlushSet,
+    pub picker: QueuePicker,
+    pub outcome: DeliveryOutcome,
+}
+
+impl Dispatcher {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            flush_set: FlushSet::default(),
+            picker: QueuePicker::new(seed),
+            outcome: DeliveryOutcome::default(),
+        }
+    }
+
+    /// Delivers `message` (published in `account`) to everything in `matches`.
+    pub fn deliver(
+        &mut self,
+        matches: &MatchResult<SubscriptionRef>,
+        message: &Message<'_>,
+        publisher: Publisher,
+        source: Source<'_>,
+        account: &[u8],
+    ) {
+        deliver(
+            matches,
+            message,
+            publisher,
+            source,
+            account,
+            &mut self.flush_set,
+            &mut self.picker,
+            &mut self.outcome,
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deliver(
     matches: &MatchResult<SubscriptionRef>,
     message: &Message<'_>,
     publisher: Publisher,
+    source: Source<'_>,
+    account: &[u8],
     flush_set: &mut FlushSet,
     picker: &mut QueuePicker,
     outcome: &mut DeliveryOutcome,
 ) {
+    let from_route = matches!(source, Source::Route { .. });
+    let mut routes: Vec<RouteTarget<'_>> = Vec::new();
     for subscription in &matches.plain {
+        if subscription.connection.kind == ConnectionKind::Route {
+            if !from_route {
+                add_route_target(&mut routes, subscription, None);
+            }
+            continue;
+        }
         if !publisher.echo && subscription.connection.id == publisher.connection_id {
             continue;
         }
         deliver_to(subscription, message, flush_set, outcome);
     }
     for group in &matches.queue_groups {
-        let members = &group.members;
-        if members.is_empty() {
-            continue;
+        if let Source::Route { queue_groups } = source {
+            let named = queue_groups
+                .split(|byte| *byte == b' ')
+                .any(|name| name == &group.name[..]);
+            if !named {
+                continue;
+            }
         }
-        let start = picker.next_index(members.len());
+        let members = &group.members;
+        let Some(start) = pick_member(members, from_route, picker) else {
+            continue;
+        };
         for offset in 0..members.len() {
             let member = &members[(start + offset) % members.len()];
+            if member.connection.kind == ConnectionKind::Route {
+                if from_route {
+                    continue;
+                }
+                add_route_target(&mut routes, member, Some(&group.name));
+                break;
+            }
             if !publisher.echo && member.connection.id == publisher.connection_id {
                 continue;
             }
@@ -129,6 +235,73 @@ pub fn deliver(
                 break;
             }
         }
+    }
+    for target in &routes {
+        send_to_route(target, account, message, flush_set, outcome);
+    }
+}
+
+/// The first member to try: weighted by members per server for a local publisher; among local
+/// members only for a message from a route (the sender already chose this server).
+fn pick_member(
+    members: &[SubscriptionRef],
+    from_route: bool,
+    picker: &mut QueuePicker,
+) -> Option<usize> {
+    let weight = |member: &SubscriptionRef| -> u64 {
+        match (member.connection.kind, from_route) {
+            (ConnectionKind::Route, true) => 0,
+            (ConnectionKind::Route, false) => u64::from(member.weight()),
+            (ConnectionKind::Client, _) => 1,
+        }
+    };
+    let total: u64 = members.iter().map(weight).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut chosen = picker.next_below(total);
+    for (index, member) in members.iter().enumerate() {
+        let member_weight = weight(member);
+        if chosen < member_weight {
+            return Some(index);
+        }
+        chosen -= member_weight;
+    }
+    Some(0)
+}
+
+fn send_to_route(
+    target: &RouteTarget<'_>,
+    account: &[u8],
+    message: &Message<'_>,
+    flush_set: &mut FlushSet,
+    outcome: &mut DeliveryOutcome,
+) {
+    let connection = &target.subscription.connection;
+    if connection.is_closing() {
+        return;
+    }
+    let outgoing = OutgoingRoutedMessage {
+        account,
+        subject: message.subject,
+        reply: message.reply,
+        queue_groups: &target.queue_groups,
+        header_length: message.header_length,
+        payload: message.payload,
+    };
+    let queued = connection
+        .outbound
+        .lock()
+        .push_routed(&outgoing, connection.supports_headers());
+    match queued {
+        Ok(_) => {
+            connection.statistics.count_out(message.payload.len());
+            outcome.deliveries += 1;
+            outcome.bytes += message.payload.len() as u64;
+            flush_set.add(connection);
+        }
+        Err(Refused::SlowConsumer) => connection.close(CloseReason::SlowConsumerPendingBytes),
+        Err(Refused::Closed) => {}
     }
 }
 
@@ -189,7 +362,6 @@ mod tests {
 
     use super::*;
     use crate::account::Account;
-    use crate::connection::ConnectionKind;
 
     fn connection(id: u64, max_pending: usize, shutdown: &CancellationToken) -> Arc<Connection> {
         let address: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -241,6 +413,8 @@ mod tests {
             &account.matches(subject.as_bytes()),
             &message,
             publisher,
+            Source::Client,
+            b"test",
             &mut FlushSet::default(),
             picker,
             &mut outcome,

@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
@@ -23,3 +24,4 @@ pub mod protocol;
 pub mod server;
 pub mod subject;
 pub mod subscription;
+pub mod transport;

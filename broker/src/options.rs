@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::transport::options::{HandshakeFirst, TlsOptions, TlsVersion, WebSocketOptions};
+
 /// nats-server's defaults, named once.
 pub mod defaults {
     use std::time::Duration;
@@ -58,6 +60,106 @@ impl Authorization {
     /// Whether clients must present credentials.
     pub fn is_required(&self) -> bool {
         self.user.is_some() || self.token.is_some() || !self.users.is_empty()
+    }
+}
+
+/// A route URL from `cluster { routes }` or `--routes`: `nats-route://[user:pass@]host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteUrl {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl RouteUrl {
+    /// Parses `scheme://[user[:pass]@]host:port[/]`; the scheme may be `nats-route`, `nats`
+    /// or absent.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let rest = text
+            .split_once("://")
+            .map_or(text, |(scheme, rest)| match scheme {
+                "nats-route" | "nats" | "route" | "tls" => rest,
+                _ => "",
+            });
+        if rest.is_empty() {
+            return Err(format!(
+                "{text:?} is not a route URL (nats-route://host:port)"
+            ));
+        }
+        let rest = rest.trim_end_matches('/');
+        let (credentials, address) = match rest.rsplit_once('@') {
+            Some((credentials, address)) => (Some(credentials), address),
+            None => (None, rest),
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} has no port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{text:?} has no host"));
+        }
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("{text:?} has an invalid port {port:?}"))?;
+        let (user, password) = match credentials {
+            Some(credentials) => match credentials.split_once(':') {
+                Some((user, password)) => (Some(user.to_string()), Some(password.to_string())),
+                None => (Some(credentials.to_string()), None),
+            },
+            None => (None, None),
+        };
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            user,
+            password,
+        })
+    }
+
+    /// `host:port`, for comparing with what a peer announces.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The `cluster { }` block: routes to other servers of this cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// `None` means a name is generated and may be replaced by a peer's (dynamic).
+    pub name: Option<String>,
+    pub listen: Listen,
+    pub advertise: Option<String>,
+    pub no_advertise: bool,
+    pub routes: Vec<RouteUrl>,
+    /// Attempts for implicit (gossiped) routes; configured routes retry for ever.
+    pub connect_retries: u32,
+    /// Credentials routes must present (`cluster { authorization { user, password } }`).
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub auth_timeout: Option<Duration>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            listen: Listen {
+                host: defaults::HOST.to_string(),
+                port: None,
+            },
+            advertise: None,
+            no_advertise: false,
+            routes: Vec::new(),
+            connect_retries: 0,
+            user: None,
+            password: None,
+            auth_timeout: None,
+        }
     }
 }
 
@@ -113,10 +215,18 @@ pub struct ServerOptions {
     pub authorization: Authorization,
     pub no_auth_user: Option<String>,
     pub system_account: Option<String>,
+    /// Routes to the other servers of a cluster, when configured.
+    pub cluster: Option<ClusterOptions>,
     pub logging: Logging,
     pub pid_file: Option<PathBuf>,
     pub ports_file_dir: Option<PathBuf>,
     pub max_closed_clients: usize,
+    /// The top-level `tls { }` block: TLS for client connections.
+    pub tls: Option<TlsOptions>,
+    /// `allow_non_tls`: with `tls`, clients may also connect without TLS.
+    pub allow_non_tls: bool,
+    /// `websocket { }` with a port; `None` when absent or without a port.
+    pub websocket: Option<WebSocketOptions>,
     /// The config file this was loaded from, if any (for reload and `/varz`).
     pub config_file: Option<PathBuf>,
     /// Opt-in: reload when the config file changes on disk (for Kubernetes ConfigMaps).
@@ -148,10 +258,14 @@ impl Default for ServerOptions {
             authorization: Authorization::default(),
             no_auth_user: None,
             system_account: None,
+            cluster: None,
             logging: Logging::default(),
             pid_file: None,
             ports_file_dir: None,
             max_closed_clients: defaults::MAX_CLOSED_CLIENTS,
+            tls: None,
+            allow_non_tls: false,
+            websocket: None,
             config_file: None,
             watch_config: false,
             warnings: Vec::new(),
@@ -160,9 +274,16 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
-    /// The auth timeout in force: `authorization { timeout }` or the default.
+    /// The auth timeout in force: `authorization { timeout }`, else the default, which with
+    /// TLS is the TLS timeout plus a second (as in nats-server, so the handshake does not eat
+    /// the time to authenticate).
     pub fn auth_timeout(&self) -> Duration {
-        self.authorization.timeout.unwrap_or(defaults::AUTH_TIMEOUT)
+        self.authorization
+            .timeout
+            .unwrap_or_else(|| match &self.tls {
+                Some(tls) => tls.timeout + Duration::from_secs(1),
+                None => defaults::AUTH_TIMEOUT,
+            })
     }
 
     /// Bind address for a listener, resolving nats-server's `-1` to port 0.

@@ -23,6 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::account::{Account, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::client::run_client;
+use crate::cluster::info::{RouteInfo, ROUTE_PROTOCOL};
+use crate::cluster::{self, Cluster};
 use crate::connection::{unix_millis, CloseReason, Connection, ConnectionKind};
 use crate::identity;
 use crate::logging;
@@ -129,6 +131,8 @@ pub struct Server {
     lame_duck: AtomicBool,
     tasks: TaskTracker,
     addresses: Mutex<Option<BoundAddresses>>,
+    /// Routes to the other servers, when a cluster is configured.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Server {
@@ -143,6 +147,10 @@ impl Server {
         accounts.insert(system_name.clone(), Arc::new(Account::new(system_name)));
         let shutdown = CancellationToken::new();
         let accepting = shutdown.child_token();
+        let cluster = options
+            .cluster
+            .clone()
+            .map(|cluster| Arc::new(Cluster::new(cluster)));
         let now = SystemTime::now();
         Arc::new(Self {
             options: RwLock::new(Arc::new(options)),
@@ -161,6 +169,7 @@ impl Server {
             lame_duck: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             addresses: Mutex::new(None),
+            cluster,
         })
     }
 
@@ -179,6 +188,187 @@ impl Server {
             .server_name
             .clone()
             .unwrap_or_else(|| self.server_id.clone())
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// The tracker every server task is spawned on.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The account with this name, if it exists.
+    pub fn account(&self, name: &[u8]) -> Option<Arc<Account>> {
+        let name = std::str::from_utf8(name).ok()?;
+        self.accounts.read().get(name).cloned()
+    }
+
+    /// Registers a client's subscription in its account and tells the routes.
+    pub fn subscribe_local(
+        &self,
+        account: &Account,
+        subscription: &Arc<crate::subscription::Subscription>,
+    ) -> Result<(), crate::subject::SubjectError> {
+        account.subscribe(subscription)?;
+        self.change_interest(account, subscription, 1);
+        Ok(())
+    }
+
+    /// Removes clients' subscriptions from their account and tells the routes.
+    pub fn unsubscribe_local(
+        &self,
+        account: &Account,
+        subscriptions: &[Arc<crate::subscription::Subscription>],
+    ) {
+        for subscription in subscriptions {
+            if account.unsubscribe_one(subscription) {
+                self.change_interest(account, subscription, -1);
+            }
+        }
+    }
+
+    /// Subscriptions that reached their auto-unsubscribe limit, of any connection kind.
+    pub fn expire_subscriptions(&self, expired: &[Arc<crate::subscription::Subscription>]) {
+        for subscription in expired {
+            subscription.connection.remove_subscription(subscription);
+            let account = self.global_account();
+            if subscription.connection.kind == ConnectionKind::Client {
+                self.unsubscribe_local(&account, std::slice::from_ref(subscription));
+            } else {
+                account.unsubscribe([subscription]);
+            }
+        }
+    }
+
+    fn change_interest(
+        &self,
+        account: &Account,
+        subscription: &crate::subscription::Subscription,
+        delta: i32,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        account.change_local_interest(subscription, delta, |key, change| {
+            cluster.announce_interest(&account.name, key, change);
+        });
+    }
+
+    /// INFO for a route connection; `local_address` is where the peer reached this server.
+    pub fn route_info(&self, cluster: &Cluster, local_address: Option<SocketAddr>) -> RouteInfo {
+        let options = self.options();
+        let cluster_options = cluster.options();
+        let listen = cluster.listen_address();
+        let (host, port, ip) = match &cluster_options.advertise {
+            Some(advertise) => {
+                let (host, port) = advertise
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+                    .unwrap_or_else(|| {
+                        (
+                            advertise.clone(),
+                            listen.map_or(0, |address| address.port()),
+                        )
+                    });
+                (host.clone(), port, format!("nats-route://{host}:{port}/"))
+            }
+            None => (
+                cluster_options.listen.host.clone(),
+                listen.map_or(0, |address| address.port()),
+                String::new(),
+            ),
+        };
+        let connect_urls = if cluster_options.no_advertise {
+            Vec::new()
+        } else {
+            vec![self.own_client_url(&options, local_address.map(|address| address.ip()))]
+        };
+        RouteInfo {
+            server_id: self.server_id.clone(),
+            server_name: self.server_name(),
+            version: PROTOCOL_VERSION.to_string(),
+            proto: ROUTE_PROTOCOL,
+            go: format!("tern {TERN_VERSION}"),
+            host,
+            port,
+            headers: !options.no_header_support,
+            max_payload: options.max_payload,
+            jetstream: false,
+            ip,
+            auth_required: cluster_options.user.is_some(),
+            tls_required: false,
+            cluster: cluster.name(),
+            cluster_dynamic: cluster.is_dynamic(),
+            connect_urls,
+            ldm: self.is_lame_duck(),
+            gateway: String::new(),
+            route_account: String::new(),
+        }
+    }
+
+    /// This server's client address as other servers and clients should dial it; an
+    /// unspecified listen host is replaced by the address a peer reached us at.
+    fn own_client_url(
+        &self,
+        options: &ServerOptions,
+        reached_at: Option<std::net::IpAddr>,
+    ) -> String {
+        let (host, port) = self.advertised_client_address(options);
+        if options.client_advertise.is_none() {
+            let unspecified = host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_unspecified());
+            if unspecified {
+                if let Some(address) = reached_at {
+                    return SocketAddr::new(address, port).to_string();
+                }
+            }
+        }
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
+    /// Client URLs of the whole cluster for the client INFO (empty without a cluster).
+    pub fn client_connect_urls(
+        &self,
+        options: &ServerOptions,
+        reached_at: Option<std::net::IpAddr>,
+    ) -> Vec<String> {
+        let Some(cluster) = &self.cluster else {
+            return Vec::new();
+        };
+        if cluster.options().no_advertise {
+            return Vec::new();
+        }
+        let mut urls = Vec::new();
+        if !self.is_lame_duck() {
+            urls.push(self.own_client_url(options, reached_at));
+        }
+        for url in cluster.remote_connect_urls() {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        urls
+    }
+
+    /// The cluster's client URLs changed: clients that take asynchronous INFO hear of it.
+    pub fn connect_urls_changed(&self) {
+        for connection in self.connections() {
+            if connection.accepts_async_info() && !connection.is_closing() {
+                let info = self.client_info(&connection);
+                connection.send_control(&info.to_protocol_line());
+            }
+        }
     }
 
     pub fn global_account(&self) -> Arc<Account> {
@@ -243,8 +433,15 @@ impl Server {
             client_id: connection.id,
             client_ip: connection.remote_address.ip().to_string(),
             nonce: String::new(),
-            cluster: String::new(),
-            connect_urls: Vec::new(),
+            cluster: self
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.name())
+                .unwrap_or_default(),
+            connect_urls: self.client_connect_urls(
+                &options,
+                connection.local_address.map(|address| address.ip()),
+            ),
             ldm: self.is_lame_duck(),
         }
     }
@@ -346,6 +543,30 @@ impl Server {
             "Listening for client connections on {}",
             display_address(client_address)
         ));
+        if let (Some(cluster), Some(cluster_options)) = (&self.cluster, &options.cluster) {
+            let listener =
+                cluster::bind(cluster_options)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        what: "route connections",
+                        address: format!(
+                            "{}:{}",
+                            cluster_options.listen.host,
+                            cluster_options.listen.port.unwrap_or(0)
+                        ),
+                        source,
+                    })?;
+            if cluster.is_dynamic() {
+                logging::warning(format_args!(
+                    "Cluster name was dynamically generated, consider setting one"
+                ));
+            }
+            logging::notice(format_args!("Cluster name is {}", cluster.name()));
+            if let Ok(address) = listener.local_addr() {
+                logging::notice(format_args!("Listening for route connections on {address}"));
+            }
+            cluster::start(self, cluster, listener);
+        }
         let files = self.write_process_files(&options)?;
         let server = Arc::clone(self);
         self.tasks.spawn(server.accept_clients(client_listener));
@@ -406,6 +627,16 @@ impl Server {
             "nats".into(),
             serde_json::json!([format!("nats://{}", reachable_address(addresses.client))]),
         );
+        if let Some(address) = self
+            .cluster
+            .as_ref()
+            .and_then(|cluster| cluster.listen_address())
+        {
+            ports.insert(
+                "cluster".into(),
+                serde_json::json!([format!("nats://{}", reachable_address(address))]),
+            );
+        }
         if let Some(monitoring) = addresses.monitoring {
             ports.insert(
                 "monitoring".into(),
@@ -449,14 +680,17 @@ impl Server {
     fn admit_client(self: &Arc<Self>, stream: TcpStream, address: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let options = self.options();
-        let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let connection = Arc::new(Connection::new(
-            id,
-            ConnectionKind::Client,
-            address,
-            options.max_pending,
-            &self.shutdown,
-        ));
+        let id = self.next_connection_id();
+        let connection = Arc::new(
+            Connection::new(
+                id,
+                ConnectionKind::Client,
+                address,
+                options.max_pending,
+                &self.shutdown,
+            )
+            .with_local_address(stream.local_addr().ok()),
+        );
         let (reader, writer) = stream.into_split();
         let over_limit = {
             let mut connections = self.connections.lock();
@@ -594,6 +828,9 @@ impl Server {
             "Entering lame duck mode, stop accepting new clients"
         ));
         self.accepting.cancel();
+        if let Some(cluster) = &self.cluster {
+            cluster.announce_lame_duck(&self.route_info(cluster, None));
+        }
         for connection in self.connections() {
             if connection.accepts_async_info() {
                 let mut info = self.client_info(&connection);

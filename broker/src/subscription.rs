@@ -5,7 +5,7 @@
 //! `claim_delivery` decides atomically whether one more message may go out, so publishers on
 //! several threads never exceed the limit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +22,9 @@ pub struct Subscription {
     /// 0 means no limit.
     max_messages: AtomicU64,
     removed: AtomicBool,
+    /// Queue members this subscription stands for: 1 for a local one, the member count a
+    /// peer announced for a route's queue subscription.
+    weight: AtomicU32,
 }
 
 /// Whether a delivery may proceed, and whether it is the last one allowed.
@@ -47,7 +50,16 @@ impl Subscription {
             delivered: AtomicU64::new(0),
             max_messages: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            weight: AtomicU32::new(1),
         }
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
     }
 
     pub fn delivered(&self) -> u64 {

@@ -173,10 +173,10 @@ fn unknown_flag_exits_non_zero_naming_the_flag() {
 fn flags_of_features_not_built_yet_are_refused_by_name() {
     for_each_server_kind_of(&[ServerKind::Tern], |kind| {
         let refused: [&[&str]; 4] = [
-            &["--cluster", "nats://127.0.0.1:-1"],
-            &["--routes", "nats://127.0.0.1:4248"],
+            &["-sd", "/tmp/tern-store"],
+            &["--jetstream"],
             &["-js"],
-            &["--tls"],
+            &["--syslog"],
         ];
         for flags in refused {
             let mut arguments = vec!["-a", "127.0.0.1", "-p", "-1"];

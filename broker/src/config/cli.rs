@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use crate::options::{defaults, Listen, ServerOptions};
+use crate::options::{defaults, ClusterOptions, Listen, RouteUrl, ServerOptions, TlsOptions};
 
 use super::options::{client_port, monitoring_port};
 use super::ConfigError;
@@ -94,6 +94,46 @@ pub struct Flags {
     pub pid_file: Option<PathBuf>,
     pub ports_file_dir: Option<PathBuf>,
     pub watch_config: Option<bool>,
+    /// `--cluster`: the route listener as a URL, optionally with the credentials routes must
+    /// present (`nats://user:pass@host:port`; port `-1` for a random one).
+    pub cluster_listen: Option<ClusterListenFlag>,
+    pub routes: Option<Vec<RouteUrl>>,
+    pub cluster_name: Option<String>,
+    pub cluster_advertise: Option<String>,
+    pub no_advertise: Option<bool>,
+    pub connect_retries: Option<u32>,
+    /// `--tls`; `Some(false)` turns TLS off whatever the config file says.
+    pub tls: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca_cert: Option<PathBuf>,
+    pub tls_verify: Option<bool>,
+}
+
+/// The parsed `--cluster` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterListenFlag {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl ClusterListenFlag {
+    fn parse(text: &str) -> Result<Self, String> {
+        // Port -1 (random) is not a URL port, so take it out before parsing the rest.
+        let (text_for_url, random) = match text.strip_suffix(":-1") {
+            Some(rest) => (format!("{rest}:1"), true),
+            None => (text.to_string(), false),
+        };
+        let url = RouteUrl::parse(&text_for_url)?;
+        Ok(Self {
+            host: url.host,
+            port: (!random).then_some(url.port),
+            user: url.user,
+            password: url.password,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +160,17 @@ enum Target {
     Signal,
     Version,
     Help,
+    ClusterListen,
+    Routes,
+    ClusterName,
+    ClusterAdvertise,
+    NoAdvertise,
+    ConnectRetries,
+    Tls,
+    TlsCert,
+    TlsKey,
+    TlsCaCert,
+    TlsVerify,
     Unsupported,
 }
 
@@ -185,22 +236,22 @@ const FLAGS: &[FlagSpec] = &[
     switch("version", Target::Version),
     switch("h", Target::Help),
     switch("help", Target::Help),
-    value("cluster", Target::Unsupported),
-    value("cluster_listen", Target::Unsupported),
-    value("routes", Target::Unsupported),
-    value("cluster_name", Target::Unsupported),
-    value("cluster_advertise", Target::Unsupported),
-    switch("no_advertise", Target::Unsupported),
-    value("connect_retries", Target::Unsupported),
+    value("cluster", Target::ClusterListen),
+    value("cluster_listen", Target::ClusterListen),
+    value("routes", Target::Routes),
+    value("cluster_name", Target::ClusterName),
+    value("cluster_advertise", Target::ClusterAdvertise),
+    switch("no_advertise", Target::NoAdvertise),
+    value("connect_retries", Target::ConnectRetries),
     switch("js", Target::Unsupported),
     switch("jetstream", Target::Unsupported),
     value("sd", Target::Unsupported),
     value("store_dir", Target::Unsupported),
-    switch("tls", Target::Unsupported),
-    value("tlscert", Target::Unsupported),
-    value("tlskey", Target::Unsupported),
-    value("tlscacert", Target::Unsupported),
-    switch("tlsverify", Target::Unsupported),
+    switch("tls", Target::Tls),
+    value("tlscert", Target::TlsCert),
+    value("tlskey", Target::TlsKey),
+    value("tlscacert", Target::TlsCaCert),
+    switch("tlsverify", Target::TlsVerify),
     value("ms", Target::Unsupported),
     value("https_port", Target::Unsupported),
     switch("s", Target::Unsupported),
@@ -295,6 +346,7 @@ fn command(parsed: Parsed, first_positional: Option<&String>) -> Result<Command,
     if let Some(signal) = parsed.signal {
         return parse_signal(&signal);
     }
+    check_tls_flags(&parsed.flags)?;
     if parsed.check_config {
         if parsed.flags.config_file.is_none() {
             return Err(ConfigError::CheckWithoutConfig);
@@ -394,6 +446,45 @@ fn set_value(
         Target::PidFile => flags.pid_file = path(),
         Target::PortsFileDir => flags.ports_file_dir = path(),
         Target::Signal => parsed.signal = text(),
+        Target::TlsCert => flags.tls_cert = path(),
+        Target::TlsKey => flags.tls_key = path(),
+        Target::TlsCaCert => flags.tls_ca_cert = path(),
+        Target::ClusterListen => {
+            let listen = ClusterListenFlag::parse(value).map_err(|reason| {
+                ConfigError::InvalidFlagValue {
+                    flag: flag.to_string(),
+                    value: value.to_string(),
+                    reason,
+                }
+            })?;
+            flags.cluster_listen = Some(listen);
+        }
+        Target::Routes => {
+            let routes = value
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(RouteUrl::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| ConfigError::InvalidFlagValue {
+                    flag: flag.to_string(),
+                    value: value.to_string(),
+                    reason,
+                })?;
+            flags.routes = Some(routes);
+        }
+        Target::ClusterName => flags.cluster_name = text(),
+        Target::ClusterAdvertise => flags.cluster_advertise = text(),
+        Target::ConnectRetries => {
+            let retries = value
+                .parse::<u32>()
+                .map_err(|_| ConfigError::InvalidFlagValue {
+                    flag: flag.to_string(),
+                    value: value.to_string(),
+                    reason: "expected a non-negative integer".to_string(),
+                })?;
+            flags.connect_retries = Some(retries);
+        }
         _ => {
             return Err(ConfigError::UnsupportedFlag {
                 flag: flag.to_string(),
@@ -420,6 +511,9 @@ fn set_switch(
         Target::Logtime => flags.logtime = Some(enabled),
         Target::LogtimeUtc => flags.logtime_utc = Some(enabled),
         Target::WatchConfig => flags.watch_config = Some(enabled),
+        Target::Tls => flags.tls = Some(enabled),
+        Target::TlsVerify => flags.tls_verify = Some(enabled),
+        Target::NoAdvertise => flags.no_advertise = Some(enabled),
         Target::CheckConfig => parsed.check_config = enabled,
         Target::Version => parsed.version = enabled,
         Target::Help => parsed.help = enabled,
@@ -488,6 +582,92 @@ pub fn apply_flags(options: &mut ServerOptions, flags: &Flags) {
     copy_bool(flags.logtime, &mut options.logging.logtime);
     copy_bool(flags.logtime_utc, &mut options.logging.logtime_utc);
     copy_bool(flags.watch_config, &mut options.watch_config);
+    apply_cluster_flags(options, flags);
+    match tls_override(flags) {
+        Some(true) => {
+            options.tls = Some(TlsOptions {
+                cert_file: flags.tls_cert.clone(),
+                key_file: flags.tls_key.clone(),
+                ca_file: flags.tls_ca_cert.clone(),
+                verify: flags.tls_verify.unwrap_or(false),
+                ..TlsOptions::default()
+            });
+        }
+        Some(false) => options.tls = None,
+        None => {}
+    }
+}
+
+/// nats-server's rule: `--tls=false` turns TLS off; any other TLS flag replaces the config
+/// file's `tls` block with one made from the flags alone.
+fn tls_override(flags: &Flags) -> Option<bool> {
+    if flags.tls == Some(false) {
+        return Some(false);
+    }
+    let any = flags.tls.is_some()
+        || flags.tls_cert.is_some()
+        || flags.tls_key.is_some()
+        || flags.tls_ca_cert.is_some()
+        || flags.tls_verify.is_some();
+    any.then_some(true)
+}
+
+/// TLS from flags needs a certificate and a key (nats-server's messages).
+fn check_tls_flags(flags: &Flags) -> Result<(), ConfigError> {
+    if tls_override(flags) != Some(true) {
+        return Ok(());
+    }
+    let missing = |message: &str| {
+        Err(ConfigError::Inconsistent {
+            message: message.to_string(),
+        })
+    };
+    if flags.tls_cert.is_none() {
+        return missing("TLS Server certificate must be present and valid");
+    }
+    if flags.tls_key.is_none() {
+        return missing("TLS Server private key must be present and valid");
+    }
+    Ok(())
+}
+
+/// Any cluster flag turns clustering on, on top of what the config file says.
+fn apply_cluster_flags(options: &mut ServerOptions, flags: &Flags) {
+    let any = flags.cluster_listen.is_some()
+        || flags.routes.is_some()
+        || flags.cluster_name.is_some()
+        || flags.cluster_advertise.is_some()
+        || flags.no_advertise.is_some()
+        || flags.connect_retries.is_some();
+    if !any {
+        return;
+    }
+    let cluster = options.cluster.get_or_insert_with(ClusterOptions::default);
+    if let Some(listen) = &flags.cluster_listen {
+        cluster.listen = Listen {
+            host: listen.host.clone(),
+            port: listen.port,
+        };
+        if listen.user.is_some() {
+            cluster.user.clone_from(&listen.user);
+            cluster.password.clone_from(&listen.password);
+        }
+    }
+    if let Some(routes) = &flags.routes {
+        cluster.routes.clone_from(routes);
+    }
+    if let Some(name) = &flags.cluster_name {
+        cluster.name = Some(name.clone());
+    }
+    if let Some(advertise) = &flags.cluster_advertise {
+        cluster.advertise = Some(advertise.clone());
+    }
+    if let Some(no_advertise) = flags.no_advertise {
+        cluster.no_advertise = no_advertise;
+    }
+    if let Some(retries) = flags.connect_retries {
+        cluster.connect_retries = retries;
+    }
 }
 
 /// The `--help` text.
@@ -531,10 +711,23 @@ Common options:
     -h, --help                       Show this help
     -v, --version                    Show the version
 
+Cluster options:
+        --routes <url,...>           Routes to solicit and connect
+        --cluster <url>              Cluster URL for solicited routes (port -1: random)
+        --cluster_name <name>        Cluster name (generated when not given)
+        --cluster_advertise <addr>   Cluster URL to advertise to other servers
+        --no_advertise               Do not advertise known cluster IPs to clients
+        --connect_retries <n>        Connect attempts for implicit routes
+
+TLS options:
+        --tls                        Enable TLS (--tls=false turns off the config file's)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for the server certificate
+        --tlscacert <file>           Client certificate CA for verification
+        --tlsverify                  Enable TLS and verify client certificates
+
 Accepted for nats-server compatibility but not supported yet:
-    --cluster, --cluster_listen, --routes, --cluster_name, --cluster_advertise,
-    --no_advertise, --connect_retries, -js/--jetstream, -sd/--store_dir, --tls,
-    --tlscert, --tlskey, --tlscacert, --tlsverify, -ms/--https_port, -s/--syslog,
+    -js/--jetstream, -sd/--store_dir, -ms/--https_port, -s/--syslog,
     -r/--remote_syslog, --log_size_limit, --max_traced_msg_len, --profile, --help_tls
 ";
 

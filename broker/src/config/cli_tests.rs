@@ -282,22 +282,10 @@ fn unknown_and_malformed_flags_are_errors() {
 #[test]
 fn flags_of_missing_features_are_refused_by_name() {
     let cases: &[&[&str]] = &[
-        &["--cluster", "nats://0.0.0.0:6222"],
-        &["--cluster_listen", "x"],
-        &["--routes", "x"],
-        &["--cluster_name", "x"],
-        &["--cluster_advertise", "x"],
-        &["--no_advertise"],
-        &["--connect_retries", "3"],
         &["-js"],
         &["--jetstream"],
         &["-sd", "/data"],
         &["--store_dir", "/data"],
-        &["--tls"],
-        &["--tlscert", "c"],
-        &["--tlskey", "k"],
-        &["--tlscacert", "ca"],
-        &["--tlsverify"],
         &["-ms", "8443"],
         &["--https_port", "8443"],
         &["--syslog"],
@@ -315,8 +303,36 @@ fn flags_of_missing_features_are_refused_by_name() {
 }
 
 #[test]
+fn cluster_flags_configure_routes() {
+    let flags = run_flags(&[
+        "--cluster",
+        "nats://route:secret@127.0.0.1:-1",
+        "--routes",
+        "nats-route://10.0.0.2:6222,nats-route://10.0.0.3:6222",
+        "--cluster_name",
+        "east",
+        "--no_advertise",
+        "--connect_retries",
+        "4",
+    ]);
+    let mut options = ServerOptions::default();
+    apply_flags(&mut options, &flags);
+    let cluster = options.cluster.expect("cluster flags enable the cluster");
+    assert_eq!(cluster.listen.host, "127.0.0.1");
+    assert_eq!(cluster.listen.port, None);
+    assert_eq!(cluster.user.as_deref(), Some("route"));
+    assert_eq!(cluster.password.as_deref(), Some("secret"));
+    assert_eq!(cluster.routes.len(), 2);
+    assert_eq!(cluster.routes[1].address(), "10.0.0.3:6222");
+    assert_eq!(cluster.name.as_deref(), Some("east"));
+    assert!(cluster.no_advertise);
+    assert_eq!(cluster.connect_retries, 4);
+    assert!(error(&["--routes", "nats-route://nohost"]).contains("has no port"));
+}
+
+#[test]
 fn switched_off_boolean_flags_of_missing_features_are_accepted() {
-    assert_eq!(run_flags(&["--tls=false", "-js=false"]), Flags::default());
+    assert_eq!(run_flags(&["-js=false"]), Flags::default());
 }
 
 #[test]

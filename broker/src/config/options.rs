@@ -19,13 +19,16 @@ use super::duration::parse_duration;
 use super::value::{Entry, Map, Position, Value, ValueKind};
 use super::ConfigError;
 
+#[path = "cluster.rs"]
+mod cluster;
+#[path = "transport.rs"]
+mod transport;
+
 /// nats-server options (and aliases) whose features Tern does not have yet.
 const UNSUPPORTED_OPTIONS: &[&str] = &[
     "account_resolver",
     "accounts",
     "accounts_resolver",
-    "allow_non_tls",
-    "cluster",
     "connect_error_reports",
     "default_js_domain",
     "disable_sublist_cache",
@@ -70,13 +73,10 @@ const UNSUPPORTED_OPTIONS: &[&str] = &[
     "store_dir",
     "storedir",
     "syslog",
-    "tls",
     "trace_verbose",
     "trusted",
     "trusted_keys",
-    "websocket",
     "write_timeout",
-    "ws",
 ];
 
 /// Options inside `authorization { }` (and its users) that Tern does not have yet.
@@ -473,6 +473,10 @@ impl Builder {
             }
             "no_header_support" => options.no_header_support = boolean(entry)?,
             "authorization" => self.authorization(entry)?,
+            "cluster" => self.cluster(entry)?,
+            "tls" => self.options.tls = Some(self.tls_block(entry, transport::TlsRole::Server)?),
+            "allow_non_tls" => options.allow_non_tls = boolean(entry)?,
+            "websocket" | "ws" => self.options.websocket = self.websocket_block(entry)?,
             "no_auth_user" => options.no_auth_user = Some(string(entry)?),
             "system_account" | "system" => options.system_account = Some(string(entry)?),
             "debug" => options.logging.debug = boolean(entry)?,

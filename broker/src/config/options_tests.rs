@@ -315,8 +315,8 @@ fn unknown_fields_inside_users_are_warnings() {
 fn options_of_missing_features_are_refused_by_name() {
     let cases = [
         (
-            "cluster { listen: 6222 }\n",
-            "nats.conf:1:1: \"cluster\" is not supported yet",
+            "gateway { listen: 7222 }\n",
+            "nats.conf:1:1: \"gateway\" is not supported yet",
         ),
         (
             "port: 4222\njetstream: enabled\n",
@@ -327,10 +327,6 @@ fn options_of_missing_features_are_refused_by_name() {
             "nats.conf:1:3: \"leafnodes\" is not supported yet",
         ),
         (
-            "tls { cert_file: a }\n",
-            "nats.conf:1:1: \"tls\" is not supported yet",
-        ),
-        (
             "Gateway {}\n",
             "nats.conf:1:1: \"Gateway\" is not supported yet",
         ),
@@ -338,7 +334,6 @@ fn options_of_missing_features_are_refused_by_name() {
             "accounts {}\n",
             "nats.conf:1:1: \"accounts\" is not supported yet",
         ),
-        ("ws {}\n", "nats.conf:1:1: \"ws\" is not supported yet"),
         (
             "mappings {}\n",
             "nats.conf:1:1: \"mappings\" is not supported yet",
@@ -431,12 +426,12 @@ fn conflicting_authorization_is_an_error_at_the_block() {
 
 #[test]
 fn every_error_in_a_file_is_reported_together() {
-    let error = load_error("port: x\ndebug: 3\ncluster {}\n");
+    let error = load_error("port: x\ndebug: 3\ngateway {}\n");
     assert_eq!(
         error,
         "nats.conf:1:7: \"port\" must be an integer, got a string\n\
          nats.conf:2:8: \"debug\" must be a boolean, got an integer\n\
-         nats.conf:3:1: \"cluster\" is not supported yet"
+         nats.conf:3:1: \"gateway\" is not supported yet"
     );
 }
 

@@ -25,10 +25,12 @@ use crate::subscription::Subscription;
 
 type SubscriptionsBySid = std::collections::HashMap<Bytes, Arc<Subscription>>;
 
-/// Which protocol a connection speaks. Routes, gateways and leaf nodes join later.
+/// Which protocol a connection speaks. Gateways and leaf nodes join later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionKind {
     Client,
+    /// Another server of this cluster.
+    Route,
 }
 
 impl ConnectionKind {
@@ -36,6 +38,7 @@ impl ConnectionKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Client => "Client",
+            Self::Route => "Router",
         }
     }
 }
@@ -60,6 +63,11 @@ pub enum CloseReason {
     ServerShutdown,
     NoRespondersRequiresHeaders,
     LameDuck,
+    DuplicateRoute,
+    ClusterNameConflict,
+    DuplicateServerName,
+    RouteRemoved,
+    WrongPort,
 }
 
 impl CloseReason {
@@ -81,6 +89,11 @@ impl CloseReason {
             Self::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             Self::ServerShutdown | Self::LameDuck => "Server Shutdown",
             Self::NoRespondersRequiresHeaders => "No Responders Requires Headers",
+            Self::DuplicateRoute => "Duplicate Route",
+            Self::ClusterNameConflict => "Cluster Name Conflict",
+            Self::DuplicateServerName => "Duplicate Server Name",
+            Self::RouteRemoved => "Route Removed",
+            Self::WrongPort => "Incorrect Port",
         }
     }
 
@@ -141,6 +154,8 @@ pub struct Connection {
     pub id: u64,
     pub kind: ConnectionKind,
     pub remote_address: SocketAddr,
+    /// The local address the peer connected to (for advertising a reachable URL).
+    pub local_address: Option<SocketAddr>,
     pub started: SystemTime,
     pub outbound: Mutex<Outbound>,
     /// Wakes the writer task when frames were queued.
@@ -173,6 +188,7 @@ impl Connection {
             id,
             kind,
             remote_address,
+            local_address: None,
             started,
             outbound: Mutex::new(Outbound::new(max_pending)),
             flush: Notify::new(),
@@ -186,6 +202,12 @@ impl Connection {
             subscriptions: Mutex::new(SubscriptionsBySid::default()),
             round_trip_nanos: AtomicU64::new(0),
         }
+    }
+
+    /// Records the local address the peer reached (set once, before sharing).
+    pub fn with_local_address(mut self, address: Option<SocketAddr>) -> Self {
+        self.local_address = address;
+        self
     }
 
     pub fn supports_headers(&self) -> bool {

@@ -7,6 +7,7 @@
 
 use bytes::BytesMut;
 
+use crate::protocol::route_parser::OutgoingRoutedMessage;
 use crate::protocol::server_operations::Delivery;
 
 /// Read buffers and write buffers shrink back to this after a burst.
@@ -64,6 +65,16 @@ impl Outbound {
         let before = self.buffer.len();
         delivery.encode(&mut self.buffer, supports_headers);
         Ok(self.buffer.len() - before)
+    }
+
+    /// Queues one message for a route; returns its size.
+    pub fn push_routed(
+        &mut self,
+        message: &OutgoingRoutedMessage<'_>,
+        peer_supports_headers: bool,
+    ) -> Result<usize, Refused> {
+        self.admit(message.payload.len())?;
+        Ok(message.encode(&mut self.buffer, peer_supports_headers))
     }
 
     /// Queues protocol bytes (PONG, +OK, -ERR, INFO). Control traffic is small and bounded by

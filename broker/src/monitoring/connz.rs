@@ -379,7 +379,7 @@ fn closed_summary(closed: &ClosedConnection) -> ConnectionSummary {
 /// nats-server's `type` of a client connection: the protocol it speaks.
 fn client_type(kind: ConnectionKind) -> &'static str {
     match kind {
-        ConnectionKind::Client => "nats",
+        ConnectionKind::Client | ConnectionKind::Route => "nats",
     }
 }
 

@@ -25,6 +25,43 @@ const CPU_TICKS_PER_SECOND: f64 = 100.0;
 /// CPU use is averaged over at least this long, so rapid polling does not read noise.
 const CPU_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// `cluster` of `/varz`: `{}` without a cluster, as nats-server prints it.
+#[derive(Debug, Default, Serialize)]
+pub struct ClusterSection {
+    #[serde(flatten)]
+    details: Option<ClusterDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct ClusterDetails {
+    name: String,
+    addr: String,
+    cluster_port: u16,
+    #[serde(serialize_with = "go_float")]
+    auth_timeout: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    urls: Vec<String>,
+}
+
+fn cluster_section(server: &Server) -> ClusterSection {
+    let Some(cluster) = server.cluster() else {
+        return ClusterSection::default();
+    };
+    let options = cluster.options();
+    ClusterSection {
+        details: Some(ClusterDetails {
+            name: cluster.name(),
+            addr: options.listen.host.clone(),
+            cluster_port: cluster.listen_address().map_or(0, |address| address.port()),
+            auth_timeout: options
+                .auth_timeout
+                .unwrap_or(crate::options::defaults::AUTH_TIMEOUT)
+                .as_secs_f64(),
+            urls: options.routes.iter().map(|url| url.address()).collect(),
+        }),
+    }
+}
+
 /// A section nats-server prints as `{}` while its feature is off.
 #[derive(Debug, Serialize)]
 pub struct EmptySection {}
@@ -54,7 +91,7 @@ pub struct Varz {
     max_control_line: usize,
     max_payload: usize,
     max_pending: usize,
-    cluster: EmptySection,
+    cluster: ClusterSection,
     gateway: EmptySection,
     leaf: EmptySection,
     mqtt: EmptySection,
@@ -145,7 +182,7 @@ pub fn varz(
         max_control_line: options.max_control_line,
         max_payload: options.max_payload,
         max_pending: options.max_pending,
-        cluster: EmptySection {},
+        cluster: cluster_section(server),
         gateway: EmptySection {},
         leaf: EmptySection {},
         mqtt: EmptySection {},
@@ -162,7 +199,9 @@ pub fn varz(
         cpu: usage.cpu_percent,
         connections: server.connection_count(),
         total_connections: statistics.total_connections.load(Ordering::Relaxed),
-        routes: 0,
+        routes: server
+            .cluster()
+            .map_or(0, |cluster| cluster.route_count() as u64),
         remotes: 0,
         leafnodes: 0,
         in_msgs: statistics.in_messages.load(Ordering::Relaxed),

@@ -5,6 +5,7 @@
 pub mod client_parser;
 pub mod errors;
 pub mod info;
+pub mod route_parser;
 pub mod server_operations;
 
 pub use client_parser::{parse_client_operation, ClientOperation, Parsed, ParserLimits, Publish};
