@@ -128,7 +128,7 @@ impl RouteUrl {
 }
 
 /// The `cluster { }` block: routes to other servers of this cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterOptions {
     /// `None` means a name is generated and may be replaced by a peer's (dynamic).
     pub name: Option<String>,
@@ -142,6 +142,8 @@ pub struct ClusterOptions {
     pub user: Option<String>,
     pub password: Option<String>,
     pub auth_timeout: Option<Duration>,
+    /// TLS for routes, both accepted and dialled: routes start with the TLS handshake.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ClusterOptions {
@@ -159,6 +161,7 @@ impl Default for ClusterOptions {
             user: None,
             password: None,
             auth_timeout: None,
+            tls: None,
         }
     }
 }

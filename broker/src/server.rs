@@ -55,6 +55,8 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{what} TLS: {message}")]
+    Tls { what: &'static str, message: String },
     #[error("config reload not supported for {option}: old={old}, new={new}")]
     ReloadNotSupported {
         option: &'static str,
@@ -302,7 +304,7 @@ impl Server {
             jetstream: false,
             ip,
             auth_required: cluster_options.user.is_some(),
-            tls_required: false,
+            tls_required: cluster.tls_required(),
             cluster: cluster.name(),
             cluster_dynamic: cluster.is_dynamic(),
             connect_urls,
@@ -544,6 +546,10 @@ impl Server {
             display_address(client_address)
         ));
         if let (Some(cluster), Some(cluster_options)) = (&self.cluster, &options.cluster) {
+            cluster.load_tls().map_err(|error| ServerError::Tls {
+                what: "route",
+                message: error.to_string(),
+            })?;
             let listener =
                 cluster::bind(cluster_options)
                     .await

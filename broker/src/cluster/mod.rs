@@ -28,6 +28,8 @@ use crate::logging;
 use crate::options::{ClusterOptions, RouteUrl};
 use crate::protocol::route_parser::{encode_subscribe, encode_unsubscribe};
 use crate::server::Server;
+use crate::transport::tls::{ClientTls, ServerTls};
+use crate::transport::Transport;
 
 use self::info::RouteInfo;
 
@@ -77,6 +79,8 @@ pub struct Cluster {
     /// Configured route addresses that turned out to be this server.
     to_self: Mutex<HashSet<String>>,
     listen_address: Mutex<Option<SocketAddr>>,
+    /// TLS for accepted and dialled routes, when `cluster { tls }` is set.
+    tls: Mutex<Option<(ServerTls, ClientTls)>>,
 }
 
 impl Cluster {
@@ -93,7 +97,33 @@ impl Cluster {
             dialling: Mutex::new(HashSet::new()),
             to_self: Mutex::new(HashSet::new()),
             listen_address: Mutex::new(None),
+            tls: Mutex::new(None),
         }
+    }
+
+    /// Reads the route TLS material; an error names the file or setting.
+    pub fn load_tls(&self) -> Result<(), crate::transport::tls::TlsError> {
+        let loaded = match &self.options.read().tls {
+            Some(options) => Some((
+                ServerTls::from_options(options)?,
+                ClientTls::from_options(options)?,
+            )),
+            None => None,
+        };
+        *self.tls.lock() = loaded;
+        Ok(())
+    }
+
+    pub fn tls_required(&self) -> bool {
+        self.tls.lock().is_some()
+    }
+
+    fn server_tls(&self) -> Option<ServerTls> {
+        self.tls.lock().as_ref().map(|(server, _)| server.clone())
+    }
+
+    fn client_tls(&self) -> Option<ClientTls> {
+        self.tls.lock().as_ref().map(|(_, client)| client.clone())
     }
 
     pub fn name(&self) -> String {
@@ -325,11 +355,25 @@ async fn accept_routes(server: Arc<Server>, cluster: Arc<Cluster>, listener: Tcp
                 let session_server = Arc::clone(&server);
                 let session_cluster = Arc::clone(&cluster);
                 server.tasks().spawn(async move {
+                    let local_address = stream.local_addr().ok();
+                    // Routes start with TLS, before any protocol byte.
+                    let transport = match session_cluster.server_tls() {
+                        Some(tls) => match tls.accept_transport(stream).await {
+                            Ok(transport) => transport,
+                            Err(error) => {
+                                logging::error(format_args!(
+                                    "{address} - Route TLS handshake error: {error}"
+                                ));
+                                return;
+                            }
+                        },
+                        None => Transport::Tcp(stream),
+                    };
                     let outcome = route::run_route(
-                        session_server.clone(),
-                        session_cluster.clone(),
-                        stream,
-                        address,
+                        Arc::clone(&session_server),
+                        Arc::clone(&session_cluster),
+                        transport,
+                        (address, local_address),
                         None,
                     )
                     .await;
@@ -379,11 +423,30 @@ async fn dial_loop(server: Arc<Server>, cluster: Arc<Cluster>, url: RouteUrl, co
                 let remote_address = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let local_address = stream.local_addr().ok();
+                let transport = match cluster.client_tls() {
+                    Some(tls) => match tls.connect_transport(&url.host, stream).await {
+                        Ok(transport) => transport,
+                        Err(error) => {
+                            failures += 1;
+                            log_dial_failure(&address, failures, &format!("TLS: {error}"));
+                            if !configured && failures > cluster.options().connect_retries {
+                                break;
+                            }
+                            tokio::select! {
+                                () = stop.cancelled() => break,
+                                () = tokio::time::sleep(RECONNECT_DELAY) => {}
+                            }
+                            continue;
+                        }
+                    },
+                    None => Transport::Tcp(stream),
+                };
                 let outcome = route::run_route(
                     Arc::clone(&server),
                     Arc::clone(&cluster),
-                    stream,
-                    remote_address,
+                    transport,
+                    (remote_address, local_address),
                     Some((url.clone(), configured)),
                 )
                 .await;

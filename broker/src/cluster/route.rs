@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::info::{RouteConnect, RouteInfo};
 use super::{Cluster, RemoteServer};
@@ -30,6 +29,7 @@ use crate::protocol::route_parser::{
 use crate::protocol::server_operations;
 use crate::server::Server;
 use crate::subscription::Subscription;
+use crate::transport::Transport;
 
 /// Routes ping at most this far apart, as nats-server's routes do.
 const MAX_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -48,17 +48,17 @@ pub struct RouteOutcome {
     pub retry_url: Option<(RouteUrl, bool)>,
 }
 
-/// Runs a route on `stream` until it closes. `solicited` carries the URL this server dialled
-/// and whether it was configured.
+/// Runs a route on `transport` (TLS already done when configured) until it closes.
+/// `solicited` carries the URL this server dialled and whether it was configured.
 pub async fn run_route(
     server: Arc<Server>,
     cluster: Arc<Cluster>,
-    stream: TcpStream,
-    remote_address: SocketAddr,
+    transport: Transport,
+    addresses: (SocketAddr, Option<SocketAddr>),
     solicited: Option<(RouteUrl, bool)>,
 ) -> RouteOutcome {
     let options = server.options();
-    let local_address = stream.local_addr().ok();
+    let (remote_address, local_address) = addresses;
     let connection = Arc::new(Connection::new(
         server.next_connection_id(),
         ConnectionKind::Route,
@@ -66,7 +66,7 @@ pub async fn run_route(
         options.max_pending,
         &server.shutdown_token(),
     ));
-    let (reader, writer) = stream.into_split();
+    let (reader, writer) = tokio::io::split(transport);
     let writer_task = tokio::spawn(run_writer(
         Arc::clone(&connection),
         writer,
@@ -161,7 +161,7 @@ struct RouteSession {
 }
 
 impl RouteSession {
-    async fn read_loop(&mut self, mut reader: tokio::net::tcp::OwnedReadHalf) -> CloseReason {
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, mut reader: R) -> CloseReason {
         let mut buffer = BytesMut::with_capacity(READ_SIZE);
         let closing = self.connection.closing().clone();
         let ping = tokio::time::sleep_until(self.next_ping.into());

@@ -13,7 +13,7 @@ use crate::config::ConfigError;
 use crate::options::{ClusterOptions, RouteUrl};
 
 /// Options inside `cluster { }` that Tern does not have yet.
-const UNSUPPORTED_CLUSTER_OPTIONS: &[&str] = &["tls", "permissions", "accounts"];
+const UNSUPPORTED_CLUSTER_OPTIONS: &[&str] = &["permissions", "accounts"];
 
 impl Builder {
     pub(super) fn cluster(&mut self, entry: &Entry) -> Result<(), ConfigError> {
@@ -46,6 +46,9 @@ impl Builder {
                 }),
                 "routes" => routes(item).map(|routes| cluster.routes = routes),
                 "authorization" => self.cluster_authorization(item, &mut cluster),
+                "tls" => self
+                    .tls_block(item, super::transport::TlsRole::Server)
+                    .map(|tls| cluster.tls = Some(tls)),
                 "pool_size" => {
                     if integer(item)? != -1 {
                         self.note(
@@ -211,8 +214,20 @@ mod tests {
     }
 
     #[test]
-    fn cluster_tls_is_not_supported_yet() {
-        let error = load("cluster { tls { cert_file: x } }").unwrap_err();
+    fn cluster_tls_needs_a_certificate_and_key() {
+        let error = load("cluster {\n  tls { ca_file: ca.pem }\n}\n").unwrap_err();
+        assert!(error.starts_with("cluster.conf:2:"), "{error}");
+        let options = load(
+            "cluster { tls { cert_file: c.pem, key_file: k.pem, ca_file: ca.pem, verify: true } }",
+        )
+        .unwrap();
+        let tls = options.cluster.unwrap().tls.unwrap();
+        assert!(tls.verify);
+    }
+
+    #[test]
+    fn cluster_permissions_are_not_supported_yet() {
+        let error = load("cluster { permissions { import: \">\" } }").unwrap_err();
         assert!(error.contains("not supported yet"), "{error}");
     }
 }
