@@ -17,6 +17,9 @@
 //! | `tern_slow_consumers_total` | counter | connections closed as slow consumers |
 //! | `tern_account_connections{account}` | gauge | open client connections per account |
 //! | `tern_account_subscriptions{account}` | gauge | subscriptions per account |
+//! | `tern_routes` | gauge | open routes to other servers of the cluster |
+//! | `tern_route_in_messages{remote_name}`, `tern_route_out_messages{remote_name}` | gauge | messages over each open route |
+//! | `tern_route_subscriptions{remote_name}` | gauge | interest the peer announced on each route |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -47,6 +50,10 @@ pub struct Metrics {
     slow_consumers: IntCounter,
     account_connections: IntGaugeVec,
     account_subscriptions: IntGaugeVec,
+    routes: IntGauge,
+    route_in_messages: IntGaugeVec,
+    route_out_messages: IntGaugeVec,
+    route_subscriptions: IntGaugeVec,
     /// Held from copying values in to encoding them, so concurrent scrapes cannot interleave.
     scrape: Mutex<()>,
 }
@@ -130,6 +137,37 @@ impl Metrics {
                     &["account"],
                 )?,
             )?,
+            routes: register(
+                &registry,
+                IntGauge::new(
+                    "tern_routes",
+                    "Open routes to other servers of the cluster.",
+                )?,
+            )?,
+            route_in_messages: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("tern_route_in_messages", "Messages received over a route."),
+                    &["remote_name"],
+                )?,
+            )?,
+            route_out_messages: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("tern_route_out_messages", "Messages sent over a route."),
+                    &["remote_name"],
+                )?,
+            )?,
+            route_subscriptions: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tern_route_subscriptions",
+                        "Subscriptions the peer of a route announced.",
+                    ),
+                    &["remote_name"],
+                )?,
+            )?,
             registry,
             scrape: Mutex::new(()),
         };
@@ -178,6 +216,28 @@ impl Metrics {
                 .set(gauge_value(account_subscriptions));
         }
         self.subscriptions.set(gauge_value(subscriptions));
+        // Per-route series are gauges, not counters: a route that reconnects starts again.
+        self.route_in_messages.reset();
+        self.route_out_messages.reset();
+        self.route_subscriptions.reset();
+        let routes = server
+            .cluster()
+            .map(|cluster| cluster.routes())
+            .unwrap_or_default();
+        self.routes.set(gauge_value(routes.len() as u64));
+        for route in routes {
+            let name = route.remote.name.as_str();
+            let statistics = &route.connection.statistics;
+            self.route_in_messages
+                .with_label_values(&[name])
+                .set(gauge_value(statistics.in_messages.load(Ordering::Relaxed)));
+            self.route_out_messages
+                .with_label_values(&[name])
+                .set(gauge_value(statistics.out_messages.load(Ordering::Relaxed)));
+            self.route_subscriptions
+                .with_label_values(&[name])
+                .set(gauge_value(route.connection.subscription_count() as u64));
+        }
     }
 }
 
