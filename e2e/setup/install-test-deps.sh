@@ -59,6 +59,55 @@ step_nats_server() {
   return 1
 }
 
+# The cluster tests also run the current nats-server release, built from its Go module into
+# <repo>/.cache (ignored by git), where the e2e harness looks for it (NATS_SERVER_CURRENT_BIN
+# overrides both).
+NATS_SERVER_CURRENT_VERSION=v2.12.15
+step_nats_server_current() {
+  local repo directory binary
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  directory="$repo/.cache/nats-server-2.12"
+  binary="$directory/nats-server"
+  if [ -n "${NATS_SERVER_CURRENT_BIN:-}" ]; then
+    binary="$NATS_SERVER_CURRENT_BIN"
+    if [ -x "$binary" ]; then
+      log "nats-server (current): $("$binary" --version) (NATS_SERVER_CURRENT_BIN)"
+      return 0
+    fi
+    log "NATS_SERVER_CURRENT_BIN=$binary is not an executable"
+    return 1
+  fi
+  if [ -x "$binary" ] && "$binary" --version 2>/dev/null | grep -qF "${NATS_SERVER_CURRENT_VERSION#v}"; then
+    log "nats-server (current): $("$binary" --version)"
+    return 0
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    log "go is missing: cannot build nats-server $NATS_SERVER_CURRENT_VERSION into $directory" \
+      "(install Go 1.25+, or set NATS_SERVER_CURRENT_BIN)"
+    return 1
+  fi
+  log "building nats-server $NATS_SERVER_CURRENT_VERSION into $directory (go install)"
+  mkdir -p "$directory"
+  if GOBIN="$directory" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_CURRENT_VERSION" >&2 \
+    && [ -x "$binary" ]; then
+    log "nats-server (current): $("$binary" --version)"
+    return 0
+  fi
+  log "cannot build nats-server $NATS_SERVER_CURRENT_VERSION (go install failed)"
+  return 1
+}
+
+# The cluster partition test closes route sockets from outside with `ss -K` (iproute2).
+step_iproute2() {
+  if command -v ss >/dev/null 2>&1; then
+    log "ss: present"
+    return 0
+  fi
+  log "ss is missing; installing the Debian package iproute2"
+  apt_install iproute2 || true
+  command -v ss >/dev/null 2>&1
+}
+
 # The fuzz smoke run needs a nightly toolchain (sanitizers) and cargo-fuzz from crates.io.
 step_cargo_fuzz() {
   if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -94,7 +143,7 @@ step_nats_py() {
   return 1
 }
 
-STEPS=(cargo nats_server cargo_fuzz nats_py)
+STEPS=(cargo nats_server nats_server_current cargo_fuzz nats_py iproute2)
 
 failed=()
 for step in "${STEPS[@]}"; do

@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -77,13 +78,26 @@ where
     clippy::panic,
     reason = "failing the calling test is the purpose of this helper"
 )]
-fn run_each(mut body: impl FnMut(ServerKind) -> anyhow::Result<()>) {
+fn run_each(body: impl FnMut(ServerKind) -> anyhow::Result<()>) {
     let kinds = match selected_server_kinds() {
         Ok(kinds) => kinds,
         Err(error) => panic!("{error}"),
     };
+    run_cases(kinds, body);
+}
+
+/// Runs `body` for every case, each reported by its `Display`; fails the test naming the cases
+/// that failed, with the logs of the servers each failing case started.
+#[allow(
+    clippy::panic,
+    reason = "failing the calling test is the purpose of this helper"
+)]
+pub(crate) fn run_cases<Case: Copy + fmt::Display>(
+    cases: Vec<Case>,
+    mut body: impl FnMut(Case) -> anyhow::Result<()>,
+) {
     let mut failures = Vec::new();
-    for kind in kinds {
+    for kind in cases {
         take_server_logs();
         eprintln!("=== running against {kind}");
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(kind)));

@@ -10,7 +10,7 @@ use crate::kind::ServerKind;
 /// Everything that can go wrong while starting servers or talking to them.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("TERN_E2E_SERVERS names an unknown server kind {name:?} (known: tern, nats-server)")]
+    #[error("TERN_E2E_SERVERS names an unknown server kind {name:?} (known: tern, nats-server, nats-server-current)")]
     UnknownServerKind { name: String },
 
     #[error("TERN_E2E_SERVERS={value:?} selects no server kind")]
@@ -60,6 +60,15 @@ pub enum HarnessError {
         action: String,
         timeout: Duration,
     },
+
+    #[error("the cluster did not form a full mesh within {timeout:?}; last seen: {observed}")]
+    ClusterNotMeshed { timeout: Duration, observed: String },
+
+    #[error("TERN_E2E_TOPOLOGIES names an unknown topology {name:?} (known: {known})")]
+    UnknownTopology { name: String, known: String },
+
+    #[error("TERN_E2E_TOPOLOGIES={value:?} selects no topology")]
+    NoTopologySelected { value: String },
 
     #[error("i/o failed while {action}: {source}")]
     Io { action: String, source: io::Error },

@@ -2,8 +2,15 @@
 //!
 //! `TERN_E2E_SERVERS` (a comma list, default `tern,nats-server`) selects the kinds. Binaries:
 //! Tern from `TERN_BIN`, else `$CARGO_TARGET_DIR/debug/tern`, else `<workspace>/target/debug/tern`;
-//! nats-server from `NATS_SERVER_BIN`, else the first `nats-server` on `PATH`. A selected kind
-//! whose binary is missing is an error, never a silent skip.
+//! nats-server (Debian's 2.9) from `NATS_SERVER_BIN`, else the first `nats-server` on `PATH`;
+//! the current nats-server release (2.12, built from its Go module by
+//! `e2e/setup/install-test-deps.sh`) from `NATS_SERVER_CURRENT_BIN`, else
+//! `<workspace>/.cache/nats-server-2.12/nats-server`, else `/tmp/nats212/nats-server`. A selected
+//! kind whose binary is missing is an error, never a silent skip.
+//!
+//! The default selection leaves the current release out: the single-server suites expect 2.9's
+//! exact bytes. Multi-server topologies (see [`crate::Topology`]) cover it whenever
+//! `TERN_E2E_SERVERS` is unset.
 
 use std::env;
 use std::fmt;
@@ -17,25 +24,42 @@ pub const SERVERS_VARIABLE: &str = "TERN_E2E_SERVERS";
 pub const TERN_BINARY_VARIABLE: &str = "TERN_BIN";
 /// Environment variable naming the nats-server binary.
 pub const NATS_SERVER_BINARY_VARIABLE: &str = "NATS_SERVER_BIN";
+/// Environment variable naming the current-release nats-server binary.
+pub const NATS_SERVER_CURRENT_BINARY_VARIABLE: &str = "NATS_SERVER_CURRENT_BIN";
+/// Where `e2e/setup/install-test-deps.sh` installs the current release, under the workspace.
+const NATS_SERVER_CURRENT_CACHE: &str = ".cache/nats-server-2.12/nats-server";
+/// Where a machine-wide build of the current release may be.
+const NATS_SERVER_CURRENT_SHARED: &str = "/tmp/nats212/nats-server";
 
 /// A server implementation the harness can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServerKind {
     /// This repository's broker (`tern`).
     Tern,
-    /// The reference implementation, `nats-server`.
+    /// The reference implementation, `nats-server`, as the distribution ships it (2.9).
     NatsServer,
+    /// The reference implementation's current release (2.12): route pooling, compression,
+    /// a dedicated `$SYS` route.
+    NatsServerCurrent,
 }
 
 impl ServerKind {
-    /// Every kind, in the default order.
-    pub const ALL: [ServerKind; 2] = [ServerKind::Tern, ServerKind::NatsServer];
+    /// Every kind the harness knows.
+    pub const ALL: [ServerKind; 3] = [
+        ServerKind::Tern,
+        ServerKind::NatsServer,
+        ServerKind::NatsServerCurrent,
+    ];
+
+    /// The kinds a run covers when `TERN_E2E_SERVERS` is unset, in that order.
+    pub const DEFAULT_SELECTION: [ServerKind; 2] = [ServerKind::Tern, ServerKind::NatsServer];
 
     /// The name used in `TERN_E2E_SERVERS` and in failure messages.
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Tern => "tern",
             ServerKind::NatsServer => "nats-server",
+            ServerKind::NatsServerCurrent => "nats-server-current",
         }
     }
 
@@ -54,6 +78,7 @@ impl ServerKind {
         match self {
             ServerKind::Tern => tern_binary(),
             ServerKind::NatsServer => nats_server_binary(),
+            ServerKind::NatsServerCurrent => nats_server_current_binary(),
         }
     }
 }
@@ -64,11 +89,18 @@ impl fmt::Display for ServerKind {
     }
 }
 
-/// The kinds selected by `TERN_E2E_SERVERS`, in the order given, without duplicates.
+/// The kinds selected by `TERN_E2E_SERVERS`, in the order given, without duplicates
+/// ([`ServerKind::DEFAULT_SELECTION`] when it is unset).
 pub fn selected_server_kinds() -> Result<Vec<ServerKind>, HarnessError> {
+    Ok(explicitly_selected_server_kinds()?
+        .unwrap_or_else(|| ServerKind::DEFAULT_SELECTION.to_vec()))
+}
+
+/// The kinds `TERN_E2E_SERVERS` names, or `None` when it is unset.
+pub fn explicitly_selected_server_kinds() -> Result<Option<Vec<ServerKind>>, HarnessError> {
     match env::var(SERVERS_VARIABLE) {
-        Ok(value) => parse_server_kinds(&value),
-        Err(_) => Ok(ServerKind::ALL.to_vec()),
+        Ok(value) => parse_server_kinds(&value).map(Some),
+        Err(_) => Ok(None),
     }
 }
 
@@ -161,6 +193,44 @@ fn nats_server_binary() -> Result<PathBuf, HarnessError> {
         })
 }
 
+fn nats_server_current_binary() -> Result<PathBuf, HarnessError> {
+    let kind = ServerKind::NatsServerCurrent;
+    if let Some(path) = env::var_os(NATS_SERVER_CURRENT_BINARY_VARIABLE) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(HarnessError::BinaryNotFound {
+                kind,
+                reason: format!(
+                    "{NATS_SERVER_CURRENT_BINARY_VARIABLE}={} is not a file",
+                    path.display()
+                ),
+            })
+        };
+    }
+    let candidates = [
+        workspace_root().join(NATS_SERVER_CURRENT_CACHE),
+        PathBuf::from(NATS_SERVER_CURRENT_SHARED),
+    ];
+    if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked_at: Vec<String> = candidates
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
+    Err(HarnessError::BinaryNotFound {
+        kind,
+        reason: format!(
+            "none of {} exists; run e2e/setup/install-test-deps.sh (it builds nats-server 2.12 \
+             with go), set {NATS_SERVER_CURRENT_BINARY_VARIABLE}, or select other kinds with \
+             {SERVERS_VARIABLE}=tern,nats-server",
+            looked_at.join(", ")
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +239,11 @@ mod tests {
     fn server_kinds_parse_in_order_without_duplicates() {
         let kinds = parse_server_kinds(" nats-server, tern,nats-server ").expect("valid list");
         assert_eq!(kinds, vec![ServerKind::NatsServer, ServerKind::Tern]);
+        let kinds = parse_server_kinds("nats-server-current,nats-server").expect("valid list");
+        assert_eq!(
+            kinds,
+            vec![ServerKind::NatsServerCurrent, ServerKind::NatsServer]
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! monitoring is wanted), so the OS picks the ports and the server tells them through the ports
 //! file `<dir>/<exe file name>_<pid>.ports`. nats-server 2.9 names the client listener `nats` in
 //! that file, the brief for Tern names it `client`; both are accepted. Other listeners (cluster,
-//! websocket, ...) are kept by name for topologies built later. stdout and stderr go to
-//! `<dir>/server.log`, which failure messages quote. The child is killed on drop.
+//! websocket, ...) are kept by name. A server given a [`ClusterBlock`] gets a `cluster {}`
+//! block appended to its config text, listening on a port from the OS; a restart keeps the
+//! client, monitoring and cluster ports, so peers and clients find it where it was. stdout and
+//! stderr go to `<dir>/server.log`, which failure messages quote. The child is killed on drop.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::cluster_block::ClusterBlock;
 use crate::each_kind::record_server_log;
 use crate::error::HarnessError;
 use crate::kind::ServerKind;
@@ -32,12 +35,17 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const CONFIG_FILE_NAME: &str = "server.conf";
 /// Lines of the server log quoted in failure messages.
 const LOG_TAIL_LINES: usize = 60;
+/// How long a complete ports file may lack a listener that was asked for before that is an
+/// error (a server that rewrites the file as listeners come up gets this long).
+const MISSING_LISTENER_GRACE: Duration = Duration::from_secs(1);
 
-/// What to start: config file text, whether monitoring is on, and extra command-line flags.
+/// What to start: config file text, whether monitoring is on, the cluster block, and extra
+/// command-line flags.
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     config_text: String,
     monitoring: bool,
+    cluster: Option<ClusterBlock>,
     extra_arguments: Vec<String>,
 }
 
@@ -61,17 +69,55 @@ impl ServerConfig {
         self
     }
 
+    /// A `cluster {}` block appended to the config text (which must not have its own), its
+    /// listener on `127.0.0.1` with a port from the OS that restarts keep.
+    pub fn with_cluster(mut self, cluster: ClusterBlock) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// One more command-line argument, passed after the harness's own flags.
     pub fn with_argument(mut self, argument: impl Into<String>) -> Self {
         self.extra_arguments.push(argument.into());
         self
     }
 
-    /// The config file text.
+    /// The config file text (without the cluster block).
     pub fn config_text(&self) -> &str {
         &self.config_text
     }
+
+    /// The cluster block, when the server is part of a cluster.
+    pub fn cluster(&self) -> Option<&ClusterBlock> {
+        self.cluster.as_ref()
+    }
+
+    /// The config file as written: the text, then the cluster block listening on
+    /// `cluster_port` (`-1`, a port from the OS, when `None`).
+    fn file_text(&self, cluster_port: Option<u16>) -> String {
+        match &self.cluster {
+            None => self.config_text.clone(),
+            Some(cluster) => format!("{}\n{}", self.config_text, cluster.render(cluster_port)),
+        }
+    }
+
+    /// The listeners the ports file must name besides the client one.
+    fn required_listeners(&self) -> Vec<&'static str> {
+        let mut listeners = Vec::new();
+        if self.monitoring {
+            listeners.push(MONITORING_LISTENER);
+        }
+        if self.cluster.is_some() {
+            listeners.push(CLUSTER_LISTENER);
+        }
+        listeners
+    }
 }
+
+/// The ports file's name for the monitoring listener.
+const MONITORING_LISTENER: &str = "monitoring";
+/// The ports file's name for the route listener.
+const CLUSTER_LISTENER: &str = "cluster";
 
 /// A signal the harness can send to a server (through the `kill` utility, so no unsafe code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +154,7 @@ impl Signal {
 pub struct Ports {
     client: SocketAddr,
     monitoring: Option<SocketAddr>,
+    cluster: Option<SocketAddr>,
     urls: BTreeMap<String, Vec<String>>,
 }
 
@@ -135,10 +182,12 @@ impl Ports {
             None => first_address("nats")?
                 .ok_or_else(|| invalid("no \"client\" (or \"nats\") listener"))?,
         };
-        let monitoring = first_address("monitoring")?;
+        let monitoring = first_address(MONITORING_LISTENER)?;
+        let cluster = first_address(CLUSTER_LISTENER)?;
         Ok(Self {
             client,
             monitoring,
+            cluster,
             urls,
         })
     }
@@ -151,6 +200,16 @@ impl Ports {
     /// The monitoring HTTP listener, when one was started.
     pub fn monitoring(&self) -> Option<SocketAddr> {
         self.monitoring
+    }
+
+    /// The route listener, when the server has a cluster block.
+    pub fn cluster(&self) -> Option<SocketAddr> {
+        self.cluster
+    }
+
+    /// Whether the listener `name` (`monitoring`, `cluster`, ...) is listed.
+    fn lists(&self, name: &str) -> bool {
+        self.urls.get(name).is_some_and(|urls| !urls.is_empty())
     }
 
     /// Every URL the ports file lists under `name` (`cluster`, `websocket`, ...).
@@ -190,11 +249,7 @@ impl ServerProcess {
             .tempdir()
             .map_err(|error| HarnessError::io("creating the server directory", error))?;
         let log_path = directory.path().join("server.log");
-        if !config.config_text.is_empty() {
-            let config_path = directory.path().join(CONFIG_FILE_NAME);
-            fs::write(&config_path, &config.config_text)
-                .map_err(|error| HarnessError::io("writing the config file", error))?;
-        }
+        write_config_file(&config, directory.path(), None)?;
         let (child, ports) =
             spawn_until_ready(kind, &binary, &config, directory.path(), &log_path, None)?;
         Ok(Self {
@@ -223,6 +278,29 @@ impl ServerProcess {
         format!("nats://{}", self.ports.client())
     }
 
+    /// The route listener, when started with [`ServerConfig::with_cluster`] (stays the same
+    /// across [`ServerProcess::restart`]).
+    pub fn cluster_address(&self) -> Option<SocketAddr> {
+        self.ports.cluster()
+    }
+
+    /// `nats-route://127.0.0.1:<port>` for other servers' `routes`, when clustered.
+    pub fn route_url(&self) -> Option<String> {
+        self.ports
+            .cluster()
+            .map(|address| format!("nats-route://{address}"))
+    }
+
+    /// What the server was started from.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Whether the process runs (it was not stopped or killed, and has not been reaped).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The monitoring listener, when started with [`ServerConfig::with_monitoring`].
     pub fn monitoring_address(&self) -> Option<SocketAddr> {
         self.ports.monitoring()
@@ -245,7 +323,8 @@ impl ServerProcess {
 
     /// Where the config file is (`<directory>/server.conf`); rewrite it and send
     /// [`Signal::Hangup`] to test a reload. Absent when the server was started without config
-    /// text.
+    /// text. A clustered server's file is written again by [`ServerProcess::start_again`] (to
+    /// pin the cluster port), which undoes such rewrites.
     pub fn config_path(&self) -> PathBuf {
         self.directory.path().join(CONFIG_FILE_NAME)
     }
@@ -316,8 +395,8 @@ impl ServerProcess {
         Ok(())
     }
 
-    /// Starts the stopped server again with the same config on the same client (and monitoring)
-    /// port, so clients can reconnect to the address they had.
+    /// Starts the stopped server again with the same config on the same client (and monitoring
+    /// and cluster) port, so clients and peers can reconnect to the address they had.
     pub fn start_again(&mut self) -> Result<(), HarnessError> {
         if self.child.is_some() {
             return Err(HarnessError::io(
@@ -327,6 +406,13 @@ impl ServerProcess {
         }
         append_log_marker(&self.log_path, "--- started again by the harness ---");
         let previous = self.ports.clone();
+        if self.config.cluster.is_some() {
+            write_config_file(
+                &self.config,
+                self.directory.path(),
+                previous.cluster().map(|address| address.port()),
+            )?;
+        }
         let (child, ports) = spawn_until_ready(
             self.kind,
             &self.binary,
@@ -365,8 +451,22 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Writes `<directory>/server.conf` when the config has any text (or a cluster block).
+fn write_config_file(
+    config: &ServerConfig,
+    directory: &Path,
+    cluster_port: Option<u16>,
+) -> Result<(), HarnessError> {
+    let text = config.file_text(cluster_port);
+    if text.is_empty() {
+        return Ok(());
+    }
+    fs::write(directory.join(CONFIG_FILE_NAME), text)
+        .map_err(|error| HarnessError::io("writing the config file", error))
+}
+
 /// Spawns the server and polls for its ports file. With `previous`, the client and monitoring
-/// ports are reused instead of `-1`.
+/// ports are reused instead of `-1` (the cluster port is pinned in the config file).
 fn spawn_until_ready(
     kind: ServerKind,
     binary: &Path,
@@ -387,7 +487,7 @@ fn spawn_until_ready(
         .arg(client_port)
         .arg("--ports_file_dir")
         .arg(directory);
-    if !config.config_text.is_empty() {
+    if !config.file_text(None).is_empty() {
         command.arg("-c").arg(directory.join(CONFIG_FILE_NAME));
     }
     if config.monitoring {
@@ -423,7 +523,7 @@ fn spawn_until_ready(
         &mut child,
         directory,
         log_path,
-        config.monitoring,
+        &config.required_listeners(),
     ) {
         Ok(ports) => Ok((child, ports)),
         Err(error) => {
@@ -440,7 +540,7 @@ fn wait_for_ports_file(
     child: &mut Child,
     directory: &Path,
     log_path: &Path,
-    monitoring_wanted: bool,
+    required_listeners: &[&str],
 ) -> Result<Ports, HarnessError> {
     let executable_name = binary
         .file_name()
@@ -449,6 +549,7 @@ fn wait_for_ports_file(
     let ports_path = directory.join(format!("{executable_name}_{}.ports", child.id()));
     let deadline = Instant::now() + START_TIMEOUT;
     let mut last_problem: Option<HarnessError> = None;
+    let mut incomplete_since: Option<Instant> = None;
     while Instant::now() < deadline {
         if let Some(status) = child
             .try_wait()
@@ -462,14 +563,24 @@ fn wait_for_ports_file(
         }
         if let Ok(content) = fs::read_to_string(&ports_path) {
             match Ports::parse(&ports_path, &content) {
-                Ok(ports) if monitoring_wanted && ports.monitoring().is_none() => {
-                    last_problem = Some(HarnessError::InvalidPortsFile {
+                Ok(ports) => {
+                    let missing = required_listeners
+                        .iter()
+                        .find(|listener| !ports.lists(listener));
+                    let Some(missing) = missing else {
+                        return Ok(ports);
+                    };
+                    let problem = HarnessError::InvalidPortsFile {
                         path: ports_path.clone(),
-                        reason: "monitoring was requested but is not listed".to_string(),
+                        reason: format!("the {missing} listener was configured but is not listed"),
                         content,
-                    });
+                    };
+                    let since = *incomplete_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= MISSING_LISTENER_GRACE {
+                        return Err(problem);
+                    }
+                    last_problem = Some(problem);
                 }
-                Ok(ports) => return Ok(ports),
                 // Possibly caught half-written: poll again.
                 Err(error) => last_problem = Some(error),
             }
@@ -569,6 +680,7 @@ mod tests {
         assert_eq!(ports.client().port(), 4222);
         assert_eq!(ports.monitoring(), None);
         assert_eq!(ports.urls("cluster"), ["nats://127.0.0.1:6222"]);
+        assert_eq!(ports.cluster().map(|address| address.port()), Some(6222));
     }
 
     #[test]
