@@ -175,6 +175,42 @@ impl Connection {
     }
 }
 
+/// Publishes `probe` on `sender`, again and again, until `wanted` of `receivers` (all of them
+/// if `wanted` is larger) have each read a message that `is_probe` accepts, or `deadline`.
+///
+/// For clients on different servers of a cluster, a subscription acknowledged by its own
+/// server (SUB then PING/PONG) may not yet be known to the other server: the route propagates
+/// interest asynchronously, and a message published there before it arrives is dropped. A
+/// delivered probe proves the interest has arrived. Each round writes one probe and reads
+/// every receiver still waiting once (at most [`POLL_INTERVAL`] each), so probes go out at most
+/// every few tens of milliseconds; anything else the receivers read meanwhile is discarded.
+/// Probes still in flight afterwards reach the receivers later, so measured traffic must be
+/// told apart from them (the scenarios use the presence or absence of a reply subject).
+pub fn probe_until_delivered(
+    sender: &mut Connection,
+    probe: &[u8],
+    receivers: &mut [Connection],
+    wanted: usize,
+    is_probe: impl Fn(&Frame<'_>) -> bool,
+    deadline: Instant,
+) -> Result<(), ClientError> {
+    let wanted = wanted.min(receivers.len());
+    let mut reached = vec![false; receivers.len()];
+    while reached.iter().filter(|reached| **reached).count() < wanted {
+        remaining(
+            deadline,
+            "a probe message from the other server (route interest)",
+        )?;
+        sender.write_all(probe)?;
+        for (receiver, reached) in receivers.iter_mut().zip(reached.iter_mut()) {
+            if !*reached {
+                receiver.read_frames(|frame| *reached |= is_probe(&frame))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Time left until `deadline`, or an error naming what was being waited for.
 pub fn remaining(deadline: Instant, waiting_for: &'static str) -> Result<Duration, ClientError> {
     deadline

@@ -6,12 +6,14 @@
 //! ```
 //!
 //! Each scenario runs N times per server, alternating servers run by run (Tern, nats-server,
-//! Tern, ...), each run against a freshly started server; the tables show medians. The load
+//! Tern, ...), each run against a freshly started server (or, for the route-hop scenarios, a
+//! freshly started pair of the same server joined by a route); the tables show medians. The load
 //! generator speaks the client protocol by hand over blocking sockets, one thread per client.
 //! Servers are child processes owned by this process: they are killed when a run ends, on
 //! error, and on SIGINT/SIGTERM. Exits non-zero when any run failed.
 
 mod client;
+mod deployment;
 mod protocol;
 mod report;
 mod scenarios;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use deployment::Topology;
 use report::{ScenarioResults, NATS_SERVER_LABEL, TERN_LABEL};
 use scenarios::{Measurement, RunOutcome, RunRecord, Scenario, ScenarioKind, Settings};
 
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(Outcome::AllRunsSucceeded) => ExitCode::SUCCESS,
         Ok(Outcome::SomeRunsFailed) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(INTERRUPTED_EXIT_STATUS),
         Err(error) => {
             eprintln!("tern-bench: {error:#}");
             ExitCode::from(2)
@@ -151,7 +155,12 @@ fn main() -> ExitCode {
 enum Outcome {
     AllRunsSucceeded,
     SomeRunsFailed,
+    /// SIGINT/SIGTERM arrived; the signal thread stops the servers and exits too.
+    Interrupted,
 }
+
+/// Exit status after SIGINT/SIGTERM, as shells report an interrupted command.
+const INTERRUPTED_EXIT_STATUS: u8 = 130;
 
 fn run() -> anyhow::Result<Outcome> {
     let options = match parse_arguments(std::env::args().skip(1))? {
@@ -209,12 +218,16 @@ fn run() -> anyhow::Result<Outcome> {
             ] {
                 run_number += 1;
                 let record = scenarios::run_once(&scenario, label, executable, &options.settings);
+                // Runs cut short by an interrupt measure nothing; report none of them.
+                if server_process::interrupted() {
+                    return Ok(Outcome::Interrupted);
+                }
                 eprintln!(
                     "[{run_number}/{total_runs}] {} {label} run {}/{}: {}",
                     scenario.name,
                     run + 1,
                     options.runs,
-                    describe(&record)
+                    describe(&record, scenario.topology)
                 );
                 records.push(record);
             }
@@ -257,8 +270,9 @@ fn run() -> anyhow::Result<Outcome> {
     Ok(Outcome::AllRunsSucceeded)
 }
 
-/// One progress line: the measurement and the CPU both sides used.
-fn describe(record: &RunRecord) -> String {
+/// One progress line: the measurement and the CPU both sides used (the servers of a pair
+/// together).
+fn describe(record: &RunRecord, topology: Topology) -> String {
     let value = match &record.outcome {
         RunOutcome::Failed(error) => {
             return format!("FAILED: {}", error.lines().next().unwrap_or_default())
@@ -281,8 +295,12 @@ fn describe(record: &RunRecord) -> String {
         }) => format!("{kibibytes_per_connection:.1} KiB per connection ({connections})"),
     };
     let percent = |value: Option<f64>| value.map_or_else(|| "?".to_owned(), |v| format!("{v:.0}%"));
+    let servers = match topology {
+        Topology::Single => "server",
+        Topology::RoutedPair => "servers A+B",
+    };
     format!(
-        "{value} [cpu: server {}, bench {}]",
+        "{value} [cpu: {servers} {}, bench {}]",
         percent(record.server_cpu_percent),
         percent(record.bench_cpu_percent)
     )
@@ -357,7 +375,7 @@ fn install_interrupt_handler() -> anyhow::Result<()> {
             });
             eprintln!("tern-bench: interrupted, stopping servers");
             server_process::stop_all();
-            std::process::exit(130);
+            std::process::exit(i32::from(INTERRUPTED_EXIT_STATUS));
         })
         .context("starting the signal thread")?;
     Ok(())

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::deployment::{Topology, CLUSTER_NAME};
 use crate::scenarios::{
     payload_label, Measurement, RunOutcome, RunRecord, Scenario, ScenarioKind, Settings, Table,
     GROUP_SIZE,
@@ -154,6 +155,16 @@ fn table_title(table: Table) -> String {
             "Memory per idle connection: server RSS growth / connections; KiB (lower is better)"
                 .to_owned()
         }
+        Table::RoutePublishSubscribe => format!(
+            "Route hop, publish/subscribe 1:1: two servers of one kind in cluster \
+             {CLUSTER_NAME:?}, publisher on A, subscriber on B; measured at the subscriber \
+             (higher is better)"
+        ),
+        Table::RouteRequestReply => format!(
+            "Route hop, request/reply latency: two servers of one kind in cluster \
+             {CLUSTER_NAME:?}, requester on A, responder on B (each round trip crosses the \
+             route twice), sequential 16 B requests; microseconds (lower is better)"
+        ),
     }
 }
 
@@ -226,7 +237,7 @@ fn table_rows(table: Table, members: &[&ScenarioResults]) -> (Vec<String>, Vec<V
     let ratio_header = format!("{TERN_LABEL}/{NATS_SERVER_LABEL}");
     let mut rows = Vec::new();
     let headers: Vec<String> = match table {
-        Table::RequestReply | Table::IdleMemory => {
+        Table::RequestReply | Table::RouteRequestReply | Table::IdleMemory => {
             vec![
                 "metric".to_owned(),
                 TERN_LABEL.to_owned(),
@@ -384,6 +395,8 @@ struct JsonReport<'a> {
 struct JsonScenario<'a> {
     name: &'a str,
     table: Table,
+    /// `single`, or `routed_pair`: clients sending on server A, receiving on server B.
+    topology: Topology,
     /// Tern / nats-server of the headline median: msgs/s (higher is better), p50 latency or
     /// KiB per connection (lower is better).
     ratio: Option<f64>,
@@ -413,6 +426,7 @@ pub fn write_json(
             JsonScenario {
                 name: &result.scenario.name,
                 table: result.scenario.table,
+                topology: result.scenario.topology,
                 ratio: ratio(tern, nats_server),
                 tern: JsonServer {
                     median: tern,

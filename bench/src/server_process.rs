@@ -2,8 +2,11 @@
 //!
 //! Both servers are started the same way: `-a 127.0.0.1 -p -1 --ports_file_dir <tmpdir>`,
 //! output to a log file in that directory, and the client port read from the ports file the
-//! server writes there (`<exe>_<pid>.ports`). Every child is recorded in a process-wide
-//! registry so that dropping a [`ServerProcess`] *and* an interrupt ([`stop_all`]) kill it.
+//! server writes there (`<exe>_<pid>.ports`). A cluster member ([`ClusterOptions`]) also gets
+//! `--cluster nats://127.0.0.1:-1 --cluster_name <name>` and, to join another member,
+//! `--routes nats-route://<its cluster address>`; its cluster port is read from the same ports
+//! file. Every child is recorded in a process-wide registry so that dropping a
+//! [`ServerProcess`] *and* an interrupt ([`stop_all`]) kill it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -43,8 +46,28 @@ pub enum ServerError {
         timeout: Duration,
         log_tail: String,
     },
-    #[error("ports file {path} has no client address: {content}")]
-    BadPortsFile { path: String, content: String },
+    #[error("ports file {path} lacks the {missing} address: {content}")]
+    BadPortsFile {
+        path: String,
+        missing: &'static str,
+        content: String,
+    },
+}
+
+/// Makes a server a cluster member: it listens for routes on a port from the OS and, when
+/// `routes` is not empty, connects to those members.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterOptions<'a> {
+    pub name: &'a str,
+    /// Cluster (route) addresses of members to connect to.
+    pub routes: &'a [SocketAddr],
+}
+
+/// The listening addresses read from a ports file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    client: SocketAddr,
+    cluster: Option<SocketAddr>,
 }
 
 /// Children that are running, by process id, with the directory holding their files; once
@@ -79,6 +102,11 @@ pub fn stop_all() {
     }
 }
 
+/// Whether [`stop_all`] has run: the benchmark is being interrupted.
+pub fn interrupted() -> bool {
+    running().stopping
+}
+
 fn kill_and_reap(child: &mut Child) {
     // Errors mean the child already exited; either way it is gone after wait.
     let _ = child.kill();
@@ -90,14 +118,21 @@ pub struct ServerProcess {
     label: String,
     pid: u32,
     client_address: SocketAddr,
+    /// Set for cluster members.
+    cluster_address: Option<SocketAddr>,
     log_path: PathBuf,
     /// Removed on drop, after the child was killed.
     _directory: tempfile::TempDir,
 }
 
 impl ServerProcess {
-    /// Starts `executable` and waits until it has written its ports file.
-    pub fn start(label: &str, executable: &Path) -> Result<Self, ServerError> {
+    /// Starts `executable`, alone or as a cluster member, and waits until it has written its
+    /// ports file (with the cluster address too for a member).
+    pub fn start(
+        label: &str,
+        executable: &Path,
+        cluster: Option<ClusterOptions<'_>>,
+    ) -> Result<Self, ServerError> {
         // Starting under the lock means an interrupt either prevents the start or finds the
         // child and its directory in the registry.
         let mut registry = running();
@@ -115,9 +150,27 @@ impl ServerProcess {
         };
         let log = File::create(&log_path).map_err(spawn_error)?;
         let log_for_stderr = log.try_clone().map_err(spawn_error)?;
-        let child = Command::new(executable)
+        let mut command = Command::new(executable);
+        command
             .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
-            .arg(directory.path())
+            .arg(directory.path());
+        if let Some(cluster) = cluster {
+            command.args([
+                "--cluster",
+                "nats://127.0.0.1:-1",
+                "--cluster_name",
+                cluster.name,
+            ]);
+            if !cluster.routes.is_empty() {
+                let routes: Vec<String> = cluster
+                    .routes
+                    .iter()
+                    .map(|address| format!("nats-route://{address}"))
+                    .collect();
+                command.arg("--routes").arg(routes.join(","));
+            }
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_for_stderr)
@@ -133,10 +186,13 @@ impl ServerProcess {
             label: label.to_owned(),
             pid,
             client_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster_address: None,
             log_path,
             _directory: directory,
         };
-        server.client_address = server.wait_for_ports_file()?;
+        let ports = server.wait_for_ports_file(cluster.is_some())?;
+        server.client_address = ports.client;
+        server.cluster_address = ports.cluster;
         Ok(server)
     }
 
@@ -146,6 +202,15 @@ impl ServerProcess {
 
     pub fn client_address(&self) -> SocketAddr {
         self.client_address
+    }
+
+    /// Where other members connect their routes; `None` unless started as a cluster member.
+    pub fn cluster_address(&self) -> Option<SocketAddr> {
+        self.cluster_address
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Fails if the server has exited (crashed) since it started.
@@ -165,7 +230,7 @@ impl ServerProcess {
         }
     }
 
-    fn wait_for_ports_file(&self) -> Result<SocketAddr, ServerError> {
+    fn wait_for_ports_file(&self, clustered: bool) -> Result<Ports, ServerError> {
         let suffix = format!("_{}.ports", self.pid);
         let directory = self.log_path.parent().unwrap_or(Path::new("."));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -174,12 +239,15 @@ impl ServerProcess {
             if let Some(path) = find_ports_file(directory, &suffix) {
                 // The file may be seen before it is fully written: retry until it parses.
                 if let Ok(content) = std::fs::read_to_string(&path) {
-                    if let Some(address) = client_address_from_ports(&content) {
-                        return Ok(address);
+                    let ports = ports_from(&content);
+                    match ports {
+                        Some(ports) if ports.cluster.is_some() || !clustered => return Ok(ports),
+                        _ => {}
                     }
                     if content.ends_with('}') {
                         return Err(ServerError::BadPortsFile {
                             path: path.display().to_string(),
+                            missing: if ports.is_some() { "cluster" } else { "client" },
                             content,
                         });
                     }
@@ -194,7 +262,8 @@ impl ServerProcess {
         })
     }
 
-    fn log_tail(&self) -> String {
+    /// The last lines of the server's output.
+    pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         if lines.is_empty() {
@@ -225,14 +294,19 @@ fn find_ports_file(directory: &Path, suffix: &str) -> Option<PathBuf> {
         })
 }
 
-/// The first client URL in a ports file. nats-server 2.9 names the key `nats`; `client` is
-/// accepted too.
-fn client_address_from_ports(content: &str) -> Option<SocketAddr> {
+/// The addresses in a complete ports file: the first client URL (nats-server 2.9 names the
+/// key `nats`; `client` is accepted too) and the first cluster URL (key `cluster`), if any.
+fn ports_from(content: &str) -> Option<Ports> {
     let ports: serde_json::Value = serde_json::from_str(content).ok()?;
-    let urls = ports.get("nats").or_else(|| ports.get("client"))?;
-    let url = urls.as_array()?.first()?.as_str()?;
-    let host_port = url.rsplit_once("://").map_or(url, |(_, rest)| rest);
-    host_port.parse().ok()
+    let first_address = |key: &str| -> Option<SocketAddr> {
+        let url = ports.get(key)?.as_array()?.first()?.as_str()?;
+        let host_port = url.rsplit_once("://").map_or(url, |(_, rest)| rest);
+        host_port.parse().ok()
+    };
+    Some(Ports {
+        client: first_address("nats").or_else(|| first_address("client"))?,
+        cluster: first_address("cluster"),
+    })
 }
 
 #[cfg(test)]
@@ -242,17 +316,36 @@ mod tests {
     #[test]
     fn client_address_is_read_from_either_key() {
         let expected: SocketAddr = "127.0.0.1:4222".parse().expect("literal address");
+        let client_only = Some(Ports {
+            client: expected,
+            cluster: None,
+        });
         assert_eq!(
-            client_address_from_ports(r#"{"nats":["nats://127.0.0.1:4222"]}"#),
-            Some(expected)
+            ports_from(r#"{"nats":["nats://127.0.0.1:4222"]}"#),
+            client_only
         );
         assert_eq!(
-            client_address_from_ports(
+            ports_from(
                 r#"{"client":["nats://127.0.0.1:4222"],"monitoring":["http://127.0.0.1:8222"]}"#
             ),
-            Some(expected)
+            client_only
         );
-        assert_eq!(client_address_from_ports(r#"{"nats":[]}"#), None);
-        assert_eq!(client_address_from_ports(r#"{"nats":["#), None);
+        assert_eq!(ports_from(r#"{"nats":[]}"#), None);
+        assert_eq!(ports_from(r#"{"nats":["#), None);
+    }
+
+    #[test]
+    fn cluster_address_is_read_when_present() {
+        let ports =
+            ports_from(r#"{"nats":["nats://127.0.0.1:4222"],"cluster":["nats://127.0.0.1:6222"]}"#);
+        assert_eq!(
+            ports.and_then(|ports| ports.cluster),
+            Some("127.0.0.1:6222".parse().expect("literal address"))
+        );
+        assert_eq!(
+            ports_from(r#"{"nats":["nats://127.0.0.1:4222"],"cluster":[]}"#)
+                .map(|ports| ports.cluster),
+            Some(None)
+        );
     }
 }

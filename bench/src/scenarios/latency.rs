@@ -5,17 +5,28 @@
 //! reply to whatever reply subject each request carries. A round trip therefore crosses the
 //! server twice. The first [`WARMUP_REQUESTS`] are not recorded; after that, requests run for
 //! the plan's duration and the p50/p99 of the round-trip times are reported (nearest rank).
+//!
+//! Across a route (requester and responder on different servers), interest must have crossed
+//! the route in both directions before the first request, or a request or reply is dropped and
+//! the run fails on its timeout. So before the responder thread starts, probes go each way
+//! until one arrives ([`probe_until_delivered`]): request probes carry no reply subject (the
+//! responder answers only requests with one), reply probes carry one (the requester counts
+//! only replies without one), so late probes never disturb the measurement.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::ScenarioError;
-use crate::client::{remaining, Connection, HANDSHAKE_BUFFER_CAPACITY};
+use crate::client::{probe_until_delivered, remaining, Connection, HANDSHAKE_BUFFER_CAPACITY};
 use crate::protocol::Frame;
 
 const REQUEST_SUBJECT: &str = "bench.request";
 const REPLY_INBOX: &str = "_INBOX.bench.reply";
+/// A request probe: no reply subject, so the responder ignores it.
+const REQUEST_PROBE: &[u8] = b"PUB bench.request 0\r\n\r\n";
+/// A reply probe: a reply subject, so the requester does not take it for a reply.
+const REPLY_PROBE: &[u8] = b"PUB _INBOX.bench.reply bench.probe 0\r\n\r\n";
 /// Request and reply payload.
 const PAYLOAD: &[u8; 16] = b"0123456789abcdef";
 const WARMUP_REQUESTS: usize = 200;
@@ -37,22 +48,47 @@ pub struct LatencyResult {
     pub p99: Duration,
 }
 
-pub fn run(address: SocketAddr, plan: LatencyPlan) -> Result<LatencyResult, ScenarioError> {
+/// Measures with the requester connected to `requester_address` and the responder to
+/// `responder_address` (the same server, or two servers joined by a route).
+pub fn run(
+    requester_address: SocketAddr,
+    responder_address: SocketAddr,
+    plan: LatencyPlan,
+) -> Result<LatencyResult, ScenarioError> {
     let setup_deadline = Instant::now() + SETUP_TIMEOUT;
     let mut responder = Connection::connect(
-        address,
+        responder_address,
         "responder",
         HANDSHAKE_BUFFER_CAPACITY,
         setup_deadline,
     )?;
     responder.subscribe(REQUEST_SUBJECT, None, 1, setup_deadline)?;
     let mut requester = Connection::connect(
-        address,
+        requester_address,
         "requester",
         HANDSHAKE_BUFFER_CAPACITY,
         setup_deadline,
     )?;
     requester.subscribe(REPLY_INBOX, None, 1, setup_deadline)?;
+    if requester_address != responder_address {
+        let probe_deadline = Instant::now() + SETUP_TIMEOUT;
+        probe_until_delivered(
+            &mut requester,
+            REQUEST_PROBE,
+            std::slice::from_mut(&mut responder),
+            1,
+            |frame| matches!(frame, Frame::Message { reply_to: None }),
+            probe_deadline,
+        )?;
+        probe_until_delivered(
+            &mut responder,
+            REPLY_PROBE,
+            std::slice::from_mut(&mut requester),
+            1,
+            |frame| matches!(frame, Frame::Message { reply_to: Some(_) }),
+            probe_deadline,
+        )?;
+    }
 
     let stop = AtomicBool::new(false);
     let responder_deadline = Instant::now() + plan.duration + REQUEST_TIMEOUT * 4;
@@ -101,7 +137,10 @@ fn request(
         let mut replied = false;
         while !replied {
             remaining(deadline, "a reply")?;
-            connection.read_frames(|frame| replied |= matches!(frame, Frame::Message { .. }))?;
+            // Reply probes (with a reply subject) may still arrive; they are not replies.
+            connection.read_frames(|frame| {
+                replied |= matches!(frame, Frame::Message { reply_to: None });
+            })?;
         }
         if measure_until.is_some() {
             samples.push(sent.elapsed());
@@ -151,6 +190,12 @@ fn percentile(samples: &[Duration], percent: usize) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_use_the_measured_subjects_and_are_marked_by_their_reply_subject() {
+        assert!(REQUEST_PROBE.starts_with(format!("PUB {REQUEST_SUBJECT} 0\r\n").as_bytes()));
+        assert!(REPLY_PROBE.starts_with(format!("PUB {REPLY_INBOX} bench.probe ").as_bytes()));
+    }
 
     #[test]
     fn percentile_uses_nearest_rank() {

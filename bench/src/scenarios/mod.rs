@@ -1,8 +1,10 @@
 //! The benchmark's scenarios and how one run of one scenario against one server goes.
 //!
-//! Every run starts a fresh server (so no run inherits another's state or memory), measures,
-//! and kills the server. CPU time of the server and of this process over the run is recorded
-//! next to the result, to show whether the load generator kept up.
+//! Every run starts fresh servers (so no run inherits another's state or memory), measures,
+//! and kills them. Most scenarios run against one server; the route-hop ones against two
+//! servers of the same kind joined by a route ([`Topology::RoutedPair`]), with the sending
+//! clients on A and the receiving ones on B. CPU time of the server(s) and of this process over
+//! the run is recorded next to the result, to show whether the load generator kept up.
 
 pub mod idle_memory;
 pub mod latency;
@@ -14,11 +16,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::client::ClientError;
-use crate::server_process::{ServerError, ServerProcess};
+use crate::deployment::{Deployment, Topology};
+use crate::server_process::ServerError;
 use crate::system::{self, SystemError};
 use idle_memory::IdleMemoryPlan;
 use latency::LatencyPlan;
-use throughput::{Delivery, ThroughputPlan};
+use throughput::{Delivery, Endpoints, ThroughputPlan};
 
 /// Payload sizes of the throughput scenarios, in bytes.
 pub const PAYLOAD_SIZES: [usize; 4] = [16, 128, 1024, 16 * 1024];
@@ -59,6 +62,10 @@ pub enum Table {
     QueueGroup,
     RequestReply,
     IdleMemory,
+    /// Publish/subscribe 1:1 with the publisher on A and the subscriber on B of a pair.
+    RoutePublishSubscribe,
+    /// Request/reply with the requester on A and the responder on B of a pair.
+    RouteRequestReply,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +83,7 @@ pub struct Scenario {
     pub name: String,
     pub table: Table,
     pub kind: ScenarioKind,
+    pub topology: Topology,
 }
 
 /// Every scenario, in the order they run and are reported.
@@ -108,6 +116,7 @@ pub fn all() -> Vec<Scenario> {
                     delivery,
                     payload_size,
                 },
+                topology: Topology::Single,
             });
         }
     }
@@ -115,11 +124,30 @@ pub fn all() -> Vec<Scenario> {
         name: "request-reply".to_owned(),
         table: Table::RequestReply,
         kind: ScenarioKind::RequestReply,
+        topology: Topology::Single,
     });
     scenarios.push(Scenario {
         name: "idle-memory".to_owned(),
         table: Table::IdleMemory,
         kind: ScenarioKind::IdleMemory,
+        topology: Topology::Single,
+    });
+    for payload_size in PAYLOAD_SIZES {
+        scenarios.push(Scenario {
+            name: format!("route-pubsub-{}", payload_label(payload_size)),
+            table: Table::RoutePublishSubscribe,
+            kind: ScenarioKind::Throughput {
+                delivery: Delivery::OneToOne,
+                payload_size,
+            },
+            topology: Topology::RoutedPair,
+        });
+    }
+    scenarios.push(Scenario {
+        name: "route-request-reply".to_owned(),
+        table: Table::RouteRequestReply,
+        kind: ScenarioKind::RequestReply,
+        topology: Topology::RoutedPair,
     });
     scenarios
 }
@@ -196,7 +224,8 @@ pub struct RunRecord {
     #[serde(flatten)]
     pub outcome: RunOutcome,
     pub wall_seconds: f64,
-    /// CPU used by the server during the run, in percent of one core.
+    /// CPU used by the server (both servers together for a pair) during the run, in percent
+    /// of one core.
     pub server_cpu_percent: Option<f64>,
     /// CPU used by this load generator during the run, in percent of one core.
     pub bench_cpu_percent: Option<f64>,
@@ -209,7 +238,8 @@ pub enum RunOutcome {
     Failed(String),
 }
 
-/// Starts a fresh server from `executable`, runs `scenario` once against it, and stops it.
+/// Starts fresh servers from `executable` (one, or a routed pair), runs `scenario` once
+/// against them, and stops them.
 pub fn run_once(
     scenario: &Scenario,
     label: &str,
@@ -217,8 +247,8 @@ pub fn run_once(
     settings: &Settings,
 ) -> RunRecord {
     let wall_start = Instant::now();
-    let server = match ServerProcess::start(label, executable) {
-        Ok(server) => server,
+    let servers = match Deployment::start(scenario.topology, label, executable) {
+        Ok(servers) => servers,
         Err(error) => {
             return RunRecord {
                 outcome: RunOutcome::Failed(error.to_string()),
@@ -228,26 +258,22 @@ pub fn run_once(
             }
         }
     };
-    let server_cpu_before = system::cpu_time(server.pid()).ok();
+    let server_cpu_before = servers.cpu_time();
     let bench_cpu_before = system::own_cpu_time().ok();
     let measure_start = Instant::now();
-    let result = measure(scenario, &server, settings);
+    let result = measure(scenario, &servers, settings);
     let measured = measure_start.elapsed();
-    let server_cpu_percent = cpu_percent(
-        server_cpu_before,
-        system::cpu_time(server.pid()).ok(),
-        measured,
-    );
+    let server_cpu_percent = cpu_percent(server_cpu_before, servers.cpu_time(), measured);
     let bench_cpu_percent = cpu_percent(bench_cpu_before, system::own_cpu_time().ok(), measured);
     // A crashed server explains a failed run better than the client-side symptom does.
     let outcome = match result {
         Ok(measurement) => RunOutcome::Measured(measurement),
-        Err(error) => match server.check_running("during the run") {
+        Err(error) => match servers.check_running("during the run") {
             Err(crash) => RunOutcome::Failed(crash.to_string()),
             Ok(()) => RunOutcome::Failed(error.to_string()),
         },
     };
-    drop(server);
+    drop(servers);
     RunRecord {
         outcome,
         wall_seconds: wall_start.elapsed().as_secs_f64(),
@@ -258,9 +284,11 @@ pub fn run_once(
 
 fn measure(
     scenario: &Scenario,
-    server: &ServerProcess,
+    servers: &Deployment,
     settings: &Settings,
 ) -> Result<Measurement, ScenarioError> {
+    let sender = servers.sender_side().client_address();
+    let receiver = servers.receiver_side().client_address();
     match scenario.kind {
         ScenarioKind::Throughput {
             delivery,
@@ -271,7 +299,11 @@ fn measure(
                 payload_size,
                 duration: settings.throughput_duration,
             };
-            let result = throughput::run(server.client_address(), plan)?;
+            let endpoints = Endpoints {
+                publisher: sender,
+                subscribers: receiver,
+            };
+            let result = throughput::run(endpoints, plan)?;
             let seconds = result.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
             let messages_per_second = result.messages as f64 / seconds;
             Ok(Measurement::Throughput {
@@ -285,7 +317,7 @@ fn measure(
             let plan = LatencyPlan {
                 duration: settings.latency_duration,
             };
-            let result = latency::run(server.client_address(), plan)?;
+            let result = latency::run(sender, receiver, plan)?;
             Ok(Measurement::Latency {
                 samples: result.samples,
                 p50_microseconds: result.p50.as_secs_f64() * 1e6,
@@ -297,7 +329,7 @@ fn measure(
                 connections: settings.idle_connections,
                 settle: settings.settle,
             };
-            let result = idle_memory::run(server, plan)?;
+            let result = idle_memory::run(servers.sender_side(), plan)?;
             Ok(Measurement::IdleMemory {
                 connections: result.connections,
                 kibibytes_per_connection: result.bytes_per_connection / 1024.0,
@@ -326,8 +358,29 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), scenarios.len());
-        assert_eq!(scenarios.len(), 4 * PAYLOAD_SIZES.len() + 2);
+        assert_eq!(scenarios.len(), 5 * PAYLOAD_SIZES.len() + 3);
         assert!(names.contains(&"queue4-16KiB"));
         assert!(names.contains(&"pub-128B"));
+        assert!(names.contains(&"route-pubsub-1KiB"));
+    }
+
+    #[test]
+    fn route_selects_exactly_the_routed_pair_scenarios() {
+        let scenarios = all();
+        let routed: Vec<&Scenario> = scenarios
+            .iter()
+            .filter(|scenario| scenario.topology == Topology::RoutedPair)
+            .collect();
+        assert_eq!(routed.len(), PAYLOAD_SIZES.len() + 1);
+        assert!(routed
+            .iter()
+            .all(|scenario| scenario.name.starts_with("route-")));
+        assert_eq!(
+            scenarios
+                .iter()
+                .filter(|scenario| scenario.name.contains("route"))
+                .count(),
+            routed.len()
+        );
     }
 }

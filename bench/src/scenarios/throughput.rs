@@ -14,6 +14,12 @@
 //! scenarios: messages received by all subscribers together / time from the publisher's first
 //! write to the last message received. Subscribers count `MSG` frames per read, never per
 //! message allocation.
+//!
+//! Across a route. When the subscribers are on another server than the publisher
+//! ([`Endpoints`]), the publisher first sends probe messages on the measured subject until
+//! every subscriber received one (see [`probe_until_delivered`]), so no measured message is
+//! published before the publisher's server knows about the subscriptions. Probes carry a reply
+//! subject and measured messages none; subscribers count only the latter.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +29,8 @@ use serde::Serialize;
 
 use super::ScenarioError;
 use crate::client::{
-    remaining, ClientError, Connection, HANDSHAKE_BUFFER_CAPACITY, LOAD_BUFFER_CAPACITY,
+    probe_until_delivered, remaining, ClientError, Connection, HANDSHAKE_BUFFER_CAPACITY,
+    LOAD_BUFFER_CAPACITY,
 };
 use crate::protocol::Frame;
 
@@ -44,6 +51,8 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the coordinator checks whether every message was delivered.
 const DELIVERY_POLL_INTERVAL: Duration = Duration::from_millis(1);
 const QUEUE_GROUP: &str = "bench-workers";
+/// Reply subject that marks a probe message (measured messages have none).
+const PROBE_REPLY_SUBJECT: &str = "bench.probe";
 
 /// Who receives the published messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +92,15 @@ impl Delivery {
         }
     }
 
+    /// How many subscribers must receive a probe: every one, or any one member of a queue
+    /// group (a group receives each message once).
+    fn probe_receivers(self) -> usize {
+        match self {
+            Self::QueueGroup { .. } => 1,
+            other => other.subscriber_count(),
+        }
+    }
+
     /// How many published messages have certainly reached their subscriber(s).
     fn delivered_floor(self, received: &[AtomicU64]) -> u64 {
         let counts = received.iter().map(|count| count.load(Ordering::Acquire));
@@ -92,6 +110,13 @@ impl Delivery {
             Self::QueueGroup { .. } => counts.sum(),
         }
     }
+}
+
+/// Where the clients connect: the same server, or two servers joined by a route.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints {
+    pub publisher: SocketAddr,
+    pub subscribers: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,24 +147,39 @@ struct SubscriberOutcome {
     last_receive: Option<Instant>,
 }
 
-pub fn run(address: SocketAddr, plan: ThroughputPlan) -> Result<ThroughputResult, ScenarioError> {
+pub fn run(endpoints: Endpoints, plan: ThroughputPlan) -> Result<ThroughputResult, ScenarioError> {
     let subject = format!("bench.throughput.{}", plan.payload_size);
     let setup_deadline = Instant::now() + SETUP_TIMEOUT;
     let subscriber_count = plan.delivery.subscriber_count();
     let mut subscribers = Vec::with_capacity(subscriber_count);
     for index in 0..subscriber_count {
         let name = format!("subscriber-{index}");
-        let mut connection =
-            Connection::connect(address, &name, LOAD_BUFFER_CAPACITY, setup_deadline)?;
+        let mut connection = Connection::connect(
+            endpoints.subscribers,
+            &name,
+            LOAD_BUFFER_CAPACITY,
+            setup_deadline,
+        )?;
         connection.subscribe(&subject, plan.delivery.queue_group(), 1, setup_deadline)?;
         subscribers.push(connection);
     }
     let mut publisher = Connection::connect(
-        address,
+        endpoints.publisher,
         "publisher",
         HANDSHAKE_BUFFER_CAPACITY,
         setup_deadline,
     )?;
+    if endpoints.publisher != endpoints.subscribers {
+        let probe = format!("PUB {subject} {PROBE_REPLY_SUBJECT} 0\r\n\r\n");
+        probe_until_delivered(
+            &mut publisher,
+            probe.as_bytes(),
+            &mut subscribers,
+            plan.delivery.probe_receivers(),
+            |frame| matches!(frame, Frame::Message { reply_to: Some(_) }),
+            Instant::now() + SETUP_TIMEOUT,
+        )?;
+    }
     let shared = Shared {
         received: (0..subscriber_count).map(|_| AtomicU64::new(0)).collect(),
         stop: AtomicBool::new(false),
@@ -315,8 +355,9 @@ fn receive(
     let mut last_receive = None;
     while !shared.stop.load(Ordering::Acquire) && Instant::now() < shared.subscriber_deadline {
         let before = received;
+        // Probes carry a reply subject; only measured messages are counted.
         let read = connection.read_frames(|frame| {
-            if let Frame::Message { .. } = frame {
+            if let Frame::Message { reply_to: None } = frame {
                 received += 1;
             }
         });
@@ -362,5 +403,13 @@ mod tests {
             Delivery::FanOut { subscribers: 2 }.expected_deliveries(10),
             20
         );
+    }
+
+    #[test]
+    fn a_queue_group_needs_one_probe_and_fan_out_one_per_subscriber() {
+        assert_eq!(Delivery::QueueGroup { members: 4 }.probe_receivers(), 1);
+        assert_eq!(Delivery::FanOut { subscribers: 4 }.probe_receivers(), 4);
+        assert_eq!(Delivery::OneToOne.probe_receivers(), 1);
+        assert_eq!(Delivery::PublishOnly.probe_receivers(), 0);
     }
 }
