@@ -22,6 +22,17 @@ def server_binary(kind):
         if not os.access(path, os.X_OK):
             pytest.fail(f"tern binary not found at {path}: run `cargo build -p tern-broker` or set TERN_BIN")
         return path
+    if kind == "nats-server-current":
+        candidates = [
+            os.environ.get("NATS_SERVER_CURRENT_BIN"),
+            os.path.join(ROOT, ".cache", "nats-server-2.12", "nats-server"),
+        ]
+        for path in candidates:
+            if path and os.access(path, os.X_OK):
+                return path
+        pytest.fail("nats-server 2.12 not found: run e2e/setup/install-test-deps.sh or set NATS_SERVER_CURRENT_BIN")
+    if kind != "nats-server":
+        pytest.fail(f"unknown server kind {kind!r} in TERN_E2E_SERVERS")
     path = os.environ.get("NATS_SERVER_BIN") or shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not os.access(path, os.X_OK):
         pytest.fail("nats-server not found: run e2e/setup/install-test-deps.sh or set NATS_SERVER_BIN")
