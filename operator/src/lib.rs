@@ -1,0 +1,9 @@
+//! The Tern operator: custom resources for NATS clusters, super-clusters and leaf nodes
+//! ([`crd`]), their validation into one model of a set of servers ([`validate`]), and the pure
+//! rendering of that model into broker configs and Kubernetes objects ([`render`]).
+//! [`manifest`] ties them together for files given to `tern-operator render`.
+
+pub mod crd;
+pub mod manifest;
+pub mod render;
+pub mod validate;
