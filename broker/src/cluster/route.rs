@@ -78,10 +78,19 @@ pub async fn run_route(
     ));
     let cluster_options = cluster.options();
     if let Some((url, _)) = &solicited {
+        // A route URL without credentials presents the cluster's own: servers of one cluster
+        // share them, and rendered configs (the operator's) keep secrets out of URLs.
+        let (user, password) = match &url.user {
+            Some(user) => (user.clone(), url.password.clone().unwrap_or_default()),
+            None => (
+                cluster_options.user.clone().unwrap_or_default(),
+                cluster_options.password.clone().unwrap_or_default(),
+            ),
+        };
         let connect = RouteConnect {
             echo: true,
-            user: url.user.clone().unwrap_or_default(),
-            pass: url.password.clone().unwrap_or_default(),
+            user,
+            pass: password,
             headers: !options.no_header_support,
             name: server.server_id.clone(),
             cluster: cluster.name(),
