@@ -10,6 +10,7 @@
 //! validated `options`; `monitoring` serves nats-server's HTTP endpoints and Prometheus metrics.
 
 pub mod account;
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod config;

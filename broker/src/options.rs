@@ -4,10 +4,12 @@
 //! behaves like `nats-server` started with none. `config::load` builds this from a `.conf` file
 //! and `config::cli` applies command-line flags on top; nothing downstream reads raw input.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::auth::Permissions;
 pub use crate::transport::options::{HandshakeFirst, TlsOptions, TlsVersion, WebSocketOptions};
 
 /// nats-server's defaults, named once.
@@ -37,29 +39,75 @@ pub struct Listen {
 }
 
 /// Credentials that `authorization { ... }` or `--user/--pass/--auth` configure.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Authorization {
     pub user: Option<String>,
     /// Plain text or a bcrypt hash (`$2a$...`).
     pub password: Option<String>,
     pub token: Option<String>,
-    /// Users of `authorization { users: [...] }`.
+    /// Users of `authorization { users: [...] }` that have a user name and password.
     pub users: Vec<User>,
+    /// Users of `authorization { users: [...] }` that authenticate with an NKEY.
+    pub nkey_users: Vec<NkeyUser>,
+    /// `default_permissions` (alias `permissions`): for `users` entries without their own.
+    pub default_permissions: Option<Permissions>,
     /// `authorization { timeout }`; `None` means the server default.
     pub timeout: Option<Duration>,
 }
 
-/// One entry of `authorization { users: [...] }`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One entry of `authorization { users: [...] }` with a user name.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub user: String,
     pub password: String,
+    pub permissions: Option<Permissions>,
+}
+
+/// One entry of `authorization { users: [...] }` with an `nkey` (a validated user public key).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NkeyUser {
+    pub nkey: String,
+    pub permissions: Option<Permissions>,
 }
 
 impl Authorization {
     /// Whether clients must present credentials.
     pub fn is_required(&self) -> bool {
-        self.user.is_some() || self.token.is_some() || !self.users.is_empty()
+        self.user.is_some()
+            || self.token.is_some()
+            || !self.users.is_empty()
+            || !self.nkey_users.is_empty()
+    }
+}
+
+/// Passwords and tokens never reach logs through `Debug`.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
+}
+
+impl fmt::Debug for Authorization {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Authorization")
+            .field("user", &self.user)
+            .field("password", &redacted(&self.password))
+            .field("token", &redacted(&self.token))
+            .field("users", &self.users)
+            .field("nkey_users", &self.nkey_users)
+            .field("default_permissions", &self.default_permissions)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("User")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("permissions", &self.permissions)
+            .finish()
     }
 }
 

@@ -13,7 +13,10 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::options::{defaults, Authorization, ConfigWarning, Listen, ServerOptions, User};
+use crate::auth::is_valid_user_public_key;
+use crate::options::{
+    defaults, Authorization, ConfigWarning, Listen, NkeyUser, ServerOptions, User,
+};
 
 use super::duration::parse_duration;
 use super::value::{Entry, Map, Position, Value, ValueKind};
@@ -21,6 +24,8 @@ use super::ConfigError;
 
 #[path = "cluster.rs"]
 mod cluster;
+#[path = "permissions.rs"]
+mod permissions;
 #[path = "transport.rs"]
 mod transport;
 
@@ -80,21 +85,9 @@ const UNSUPPORTED_OPTIONS: &[&str] = &[
 ];
 
 /// Options inside `authorization { }` (and its users) that Tern does not have yet.
-const UNSUPPORTED_AUTHORIZATION_OPTIONS: &[&str] = &[
-    "auth_callout",
-    "default_permission",
-    "default_permissions",
-    "permissions",
-];
-const UNSUPPORTED_USER_OPTIONS: &[&str] = &[
-    "allowed_connection_types",
-    "authorization",
-    "clients",
-    "connection_types",
-    "nkey",
-    "permission",
-    "permissions",
-];
+const UNSUPPORTED_AUTHORIZATION_OPTIONS: &[&str] = &["auth_callout"];
+const UNSUPPORTED_USER_OPTIONS: &[&str] =
+    &["allowed_connection_types", "clients", "connection_types"];
 
 /// The largest values nats-server stores these in (`int32`).
 const MAX_CONTROL_LINE_LIMIT: i64 = i32::MAX as i64;
@@ -514,6 +507,10 @@ impl Builder {
                     authorization_timeout(item).map(|timeout| authorization.timeout = timeout)
                 }
                 "users" => self.users(item).map(|list| users = Some(list)),
+                // nats-server reads `permissions` here as the users' default permissions.
+                "default_permissions" | "default_permission" | "permissions" => self
+                    .permissions(item)
+                    .map(|permissions| authorization.default_permissions = Some(permissions)),
                 unsupported if UNSUPPORTED_AUTHORIZATION_OPTIONS.contains(&unsupported) => {
                     Self::unsupported(item)
                 }
@@ -546,16 +543,26 @@ impl Builder {
                 "can not have both a token and a users array",
             ));
         }
-        authorization.users = users.unwrap_or_default();
+        if authorization.default_permissions.is_some() && users.is_none() {
+            self.warnings.push(ConfigWarning {
+                message: format!(
+                    "{}: default permissions apply only to the users of a users array; the single user or token has no permissions",
+                    entry.key_position
+                ),
+            });
+        }
+        (authorization.users, authorization.nkey_users) = users.unwrap_or_default();
         self.options.authorization = authorization;
         Ok(())
     }
 
-    fn users(&mut self, entry: &Entry) -> Result<Vec<User>, ConfigError> {
+    /// Users with a name and password, and users with an NKEY.
+    fn users(&mut self, entry: &Entry) -> Result<(Vec<User>, Vec<NkeyUser>), ConfigError> {
         let ValueKind::Array(items) = &entry.value.kind else {
             return Err(wrong_type(entry, "an array of users"));
         };
         let mut users: Vec<User> = Vec::with_capacity(items.len());
+        let mut nkey_users: Vec<NkeyUser> = Vec::new();
         let mut seen = HashSet::with_capacity(items.len());
         for item in items {
             let ValueKind::Map(fields) = &item.kind else {
@@ -567,11 +574,17 @@ impl Builder {
             };
             let mut user = None;
             let mut password = None;
+            let mut nkey = None;
+            let mut permissions = None;
             for field in fields.entries() {
                 let name = field.key.to_ascii_lowercase();
                 let applied = match name.as_str() {
                     "user" | "username" => string(field).map(|text| user = Some(text)),
                     "pass" | "password" => string(field).map(|text| password = Some(text)),
+                    "nkey" => string(field).map(|text| nkey = Some(text)),
+                    "permission" | "permissions" | "authorization" => self
+                        .permissions(field)
+                        .map(|parsed| permissions = Some(parsed)),
                     unsupported if UNSUPPORTED_USER_OPTIONS.contains(&unsupported) => {
                         Self::unsupported(field)
                     }
@@ -583,6 +596,22 @@ impl Builder {
                 if let Err(error) = applied {
                     self.errors.push(error);
                 }
+            }
+            if let Some(nkey) = nkey {
+                let problem = if user.is_some() || password.is_some() {
+                    Some("nkey users do not take user names or passwords".to_string())
+                } else if !is_valid_user_public_key(&nkey) {
+                    Some(format!("{nkey:?} is not a valid public nkey for a user"))
+                } else if !seen.insert(nkey.clone()) {
+                    Some(format!("duplicate nkey {nkey:?}"))
+                } else {
+                    None
+                };
+                match problem {
+                    Some(message) => self.errors.push(invalid(&item.position, message)),
+                    None => nkey_users.push(NkeyUser { nkey, permissions }),
+                }
+                continue;
             }
             let Some(user) = user else {
                 self.errors
@@ -597,9 +626,10 @@ impl Builder {
             users.push(User {
                 user,
                 password: password.unwrap_or_default(),
+                permissions,
             });
         }
-        Ok(users)
+        Ok((users, nkey_users))
     }
 }
 

@@ -263,7 +263,8 @@ fn authorization_with_users_and_no_auth_user() {
         users[1],
         User {
             user: "b".into(),
-            password: "pb".into()
+            password: "pb".into(),
+            permissions: None,
         }
     );
     assert_eq!(users[2].password, "");
@@ -339,12 +340,12 @@ fn options_of_missing_features_are_refused_by_name() {
             "nats.conf:1:1: \"mappings\" is not supported yet",
         ),
         (
-            "authorization {\n  permissions { publish: \">\" }\n}\n",
-            "nats.conf:2:3: \"permissions\" is not supported yet",
+            "authorization {\n  auth_callout { issuer: X }\n}\n",
+            "nats.conf:2:3: \"auth_callout\" is not supported yet",
         ),
         (
-            "authorization { users: [ {nkey: UABC} ] }\n",
-            "nats.conf:1:27: \"nkey\" is not supported yet",
+            "authorization { users: [ {user: a, allowed_connection_types: [STANDARD]} ] }\n",
+            "nats.conf:1:36: \"allowed_connection_types\" is not supported yet",
         ),
     ];
     for (text, expected) in cases {

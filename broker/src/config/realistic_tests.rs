@@ -125,7 +125,8 @@ fn a_realistic_config_loads_every_supported_option() {
         authorization.users[1],
         User {
             user: "app".into(),
-            password: "s3cr3t pass".into()
+            password: "s3cr3t pass".into(),
+            permissions: None,
         }
     );
     assert!(authorization.is_required());

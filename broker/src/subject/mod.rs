@@ -112,6 +112,38 @@ pub fn subject_matches_pattern(pattern: &[u8], literal: &[u8]) -> bool {
     literal_tokens.next().is_none()
 }
 
+/// Whether every subject that `pattern` matches is also matched by `of`: `foo.*` is within
+/// `foo.>`, `foo.*` and `*.*`, but not within `foo.bar`; `foo.>` is within `foo.>` and `>` only.
+///
+/// Both may hold wildcards; a `>` token needs a `>` in `of` to be covered, because it stands
+/// for any number of tokens. A `pattern` with an empty token is within nothing. Permission
+/// checks use this so a wildcard subscription never reaches past what an allow entry grants.
+pub fn pattern_is_subset_of(pattern: &[u8], of: &[u8]) -> bool {
+    if has_empty_token(pattern) || has_empty_token(of) {
+        return false;
+    }
+    let mut pattern_tokens = tokens(pattern);
+    for of_token in tokens(of) {
+        let Some(token) = pattern_tokens.next() else {
+            return false;
+        };
+        if of_token == FULL_WILDCARD {
+            return true;
+        }
+        let covered = if token == FULL_WILDCARD {
+            false
+        } else if of_token == SINGLE_WILDCARD {
+            true
+        } else {
+            token != SINGLE_WILDCARD && token == of_token
+        };
+        if !covered {
+            return false;
+        }
+    }
+    pattern_tokens.next().is_none()
+}
+
 /// The number of tokens in `subject`; zero for the empty subject.
 pub fn token_count(subject: &[u8]) -> usize {
     if subject.is_empty() {
@@ -291,6 +323,45 @@ mod tests {
                 subject_matches_pattern(pattern.as_bytes(), literal.as_bytes()),
                 *expected,
                 "pattern {pattern:?} literal {literal:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pattern_is_a_subset_only_when_everything_it_matches_is_covered() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("foo", "foo", true),
+            ("foo", "bar", false),
+            ("foo.bar", "foo.*", true),
+            ("foo.bar", "foo.>", true),
+            ("foo.bar", ">", true),
+            ("foo.*", "foo.*", true),
+            ("foo.*", "foo.>", true),
+            ("foo.*", "*.*", true),
+            ("foo.*", ">", true),
+            ("foo.*", "foo.bar", false),
+            ("foo.*", "*.bar", false),
+            ("foo.>", "foo.>", true),
+            ("foo.>", ">", true),
+            ("foo.>", "foo.*", false),
+            ("foo.>", "foo.*.>", false),
+            ("foo.*.>", "foo.>", true),
+            ("*", "*", true),
+            ("*", ">", true),
+            (">", ">", true),
+            (">", "*", false),
+            ("foo", "foo.>", false),
+            ("foo.bar.baz", "foo.*", false),
+            ("foo", "foo.bar", false),
+            ("foo*", "*", true),
+            ("foo..bar", ">", false),
+            ("", ">", false),
+        ];
+        for (pattern, of, expected) in cases {
+            assert_eq!(
+                pattern_is_subset_of(pattern.as_bytes(), of.as_bytes()),
+                *expected,
+                "pattern {pattern:?} within {of:?}"
             );
         }
     }

@@ -1,0 +1,365 @@
+//! Authentication and permissions: CONNECT credentials → an authenticated user and what that
+//! user may publish and subscribe to. Pure: no I/O, no clock except where passed in.
+//!
+//! Contract (nats-server's `processClientOrLeafAuthentication`):
+//! - [`Authenticator`] is built once from the options (and again on reload) and shared.
+//! - Without `authorization`, everyone is let in as an anonymous user with no permissions.
+//! - `token`: CONNECT `auth_token` must equal it (plain or bcrypt).
+//! - `user`/`password`: CONNECT `user` must equal it and `pass` must match (plain or bcrypt).
+//!   Such a single user has no permissions: `authorization { permissions }` is nats-server's
+//!   alias of `default_permissions`, which applies to `users` entries only.
+//! - `users`: when NKEY users exist and CONNECT carries `nkey`, that key must be one of them
+//!   and `sig` must be its ed25519 signature of the INFO nonce (so INFO must carry a nonce
+//!   whenever NKEY users exist: [`needs_nonce`]). Otherwise CONNECT `user` selects a user whose
+//!   password must match. A CONNECT with no user, password or token is bound to
+//!   `no_auth_user` when set, without a password check.
+//! - A user's permissions are its own, else `default_permissions`, else none (everything
+//!   allowed).
+//! - Every refusal answers the client with the same `Authorization Violation`
+//!   ([`AuthError::client_message`]); the error itself says why, for the server log, and
+//!   never contains a password, token or signature. [`Credentials`] redacts them in `Debug`.
+//! - Checking a bcrypt password takes tens to hundreds of milliseconds by design: call
+//!   [`Authenticator::authenticate`] on a blocking thread ([`Authenticator::may_be_slow`]).
+
+mod nkey;
+mod password;
+mod permissions;
+mod responses;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::options::{Authorization, ServerOptions};
+use crate::protocol::info::ConnectOptions;
+
+pub use nkey::{is_valid_user_public_key, NkeyError, UserPublicKey};
+pub use password::{constant_time_equal, is_bcrypt, StoredPassword};
+pub use permissions::{
+    PermissionChecker, PermissionEntry, PermissionError, Permissions, SubjectPermission,
+    DELIVERY_CACHE_CAPACITY, PUBLISH_CACHE_CAPACITY,
+};
+pub use responses::{
+    ResponsePermission, ResponseTracker, DEFAULT_MAX_RESPONSES, DEFAULT_RESPONSE_EXPIRY,
+    DEFAULT_TRACKED_REPLIES,
+};
+
+/// The text of every authentication refusal on the wire.
+pub const AUTHORIZATION_VIOLATION: &str = "Authorization Violation";
+
+/// Why a CONNECT was refused. The client only ever sees [`AUTHORIZATION_VIOLATION`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials were presented")]
+    MissingCredentials,
+    #[error("unknown user {user:?}")]
+    UnknownUser { user: String },
+    #[error("wrong password for user {user:?}")]
+    WrongPassword { user: String },
+    #[error("wrong token")]
+    WrongToken,
+    #[error("unknown nkey {nkey:?}")]
+    UnknownNkey { nkey: String },
+    #[error("nkey {nkey:?} sent no signature")]
+    MissingSignature { nkey: String },
+    #[error("nkey {nkey:?} can not be checked: no nonce was sent in INFO")]
+    MissingNonce { nkey: String },
+    #[error("nkey {nkey:?}: {source}")]
+    Nkey { nkey: String, source: NkeyError },
+}
+
+impl AuthError {
+    /// What the client is told (inside `-ERR '...'`), whatever the reason.
+    pub fn client_message(&self) -> &'static str {
+        AUTHORIZATION_VIOLATION
+    }
+}
+
+/// What a client presented in CONNECT. Empty strings mean "not sent".
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+    pub token: String,
+    pub nkey: String,
+    /// CONNECT `sig`: the signature of the INFO nonce, base64.
+    pub signature: String,
+}
+
+impl Credentials {
+    /// Whether nothing that identifies a user was sent (what `no_auth_user` applies to).
+    fn is_anonymous(&self) -> bool {
+        self.user.is_empty() && self.password.is_empty() && self.token.is_empty()
+    }
+}
+
+impl From<&ConnectOptions> for Credentials {
+    fn from(connect: &ConnectOptions) -> Self {
+        Self {
+            user: connect.username.clone(),
+            password: connect.password.clone(),
+            token: connect.auth_token.clone(),
+            nkey: connect.nkey.clone(),
+            signature: connect.sig.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |secret: &str| if secret.is_empty() { "" } else { "<redacted>" };
+        formatter
+            .debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &redacted(&self.password))
+            .field("token", &redacted(&self.token))
+            .field("nkey", &self.nkey)
+            .field("signature", &redacted(&self.signature))
+            .finish()
+    }
+}
+
+/// How a connection proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticationMethod {
+    /// No authorization is configured.
+    None,
+    Token,
+    /// The single `authorization { user, password }`.
+    SingleUser,
+    /// An entry of `users` with a password.
+    User,
+    /// A connection without credentials bound to `no_auth_user`.
+    NoAuthUser,
+    Nkey,
+}
+
+/// Who a connection is and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedUser {
+    /// The user name; for NKEY users the public key; empty for token and open servers.
+    pub name: String,
+    pub method: AuthenticationMethod,
+    /// `None`: everything is allowed.
+    pub permissions: Option<Arc<Permissions>>,
+}
+
+impl AuthenticatedUser {
+    /// A checker for the connection's session, when it has permissions to check.
+    pub fn permission_checker(&self) -> Option<PermissionChecker> {
+        self.permissions.clone().map(PermissionChecker::new)
+    }
+}
+
+#[derive(Debug)]
+struct PasswordUser {
+    password: StoredPassword,
+    permissions: Option<Arc<Permissions>>,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Open,
+    Token(StoredPassword),
+    SingleUser {
+        user: String,
+        password: StoredPassword,
+    },
+    Users {
+        users: HashMap<String, PasswordUser>,
+        nkeys: HashMap<String, Option<Arc<Permissions>>>,
+        no_auth_user: Option<String>,
+    },
+}
+
+/// Checks CONNECT credentials against the configured authorization.
+#[derive(Debug)]
+pub struct Authenticator {
+    mode: Mode,
+}
+
+impl Authenticator {
+    /// From the server's options: `authorization` and `no_auth_user`.
+    pub fn from_options(options: &ServerOptions) -> Self {
+        Self::new(&options.authorization, options.no_auth_user.as_deref())
+    }
+
+    pub fn new(authorization: &Authorization, no_auth_user: Option<&str>) -> Self {
+        let has_users = !authorization.users.is_empty() || !authorization.nkey_users.is_empty();
+        let mode = if has_users {
+            let defaults = authorization.default_permissions.clone().map(Arc::new);
+            let with_defaults = |own: &Option<Permissions>| match own {
+                Some(own) => Some(Arc::new(own.clone())),
+                None => defaults.clone(),
+            };
+            Mode::Users {
+                users: authorization
+                    .users
+                    .iter()
+                    .map(|user| {
+                        let entry = PasswordUser {
+                            password: StoredPassword::new(user.password.clone()),
+                            permissions: with_defaults(&user.permissions),
+                        };
+                        (user.user.clone(), entry)
+                    })
+                    .collect(),
+                nkeys: authorization
+                    .nkey_users
+                    .iter()
+                    .map(|user| (user.nkey.clone(), with_defaults(&user.permissions)))
+                    .collect(),
+                no_auth_user: no_auth_user.map(str::to_string),
+            }
+        } else if let Some(token) = &authorization.token {
+            Mode::Token(StoredPassword::new(token.clone()))
+        } else if let Some(user) = &authorization.user {
+            Mode::SingleUser {
+                user: user.clone(),
+                password: StoredPassword::new(authorization.password.clone().unwrap_or_default()),
+            }
+        } else {
+            Mode::Open
+        };
+        Self { mode }
+    }
+
+    /// Whether clients must present credentials (INFO `auth_required`, unless `no_auth_user`).
+    pub fn is_required(&self) -> bool {
+        !matches!(self.mode, Mode::Open)
+    }
+
+    /// Whether INFO must carry a `nonce` for clients to sign.
+    pub fn needs_nonce(&self) -> bool {
+        matches!(&self.mode, Mode::Users { nkeys, .. } if !nkeys.is_empty())
+    }
+
+    /// Whether checking these credentials may verify a bcrypt hash (slow by design).
+    pub fn may_be_slow(&self) -> bool {
+        match &self.mode {
+            Mode::Open => false,
+            Mode::Token(password) | Mode::SingleUser { password, .. } => password.is_bcrypt(),
+            Mode::Users { users, .. } => users.values().any(|user| user.password.is_bcrypt()),
+        }
+    }
+
+    /// Checks `credentials`; `nonce` is the one sent in this connection's INFO, if any.
+    pub fn authenticate(
+        &self,
+        credentials: &Credentials,
+        nonce: Option<&str>,
+    ) -> Result<AuthenticatedUser, AuthError> {
+        match &self.mode {
+            Mode::Open => Ok(AuthenticatedUser {
+                name: String::new(),
+                method: AuthenticationMethod::None,
+                permissions: None,
+            }),
+            Mode::Token(token) => {
+                if credentials.token.is_empty() {
+                    return Err(AuthError::MissingCredentials);
+                }
+                if !token.matches(&credentials.token) {
+                    return Err(AuthError::WrongToken);
+                }
+                Ok(AuthenticatedUser {
+                    name: String::new(),
+                    method: AuthenticationMethod::Token,
+                    permissions: None,
+                })
+            }
+            Mode::SingleUser { user, password } => {
+                if credentials.user.is_empty() {
+                    return Err(AuthError::MissingCredentials);
+                }
+                if credentials.user != *user {
+                    return Err(AuthError::UnknownUser {
+                        user: credentials.user.clone(),
+                    });
+                }
+                if !password.matches(&credentials.password) {
+                    return Err(AuthError::WrongPassword { user: user.clone() });
+                }
+                Ok(AuthenticatedUser {
+                    name: user.clone(),
+                    method: AuthenticationMethod::SingleUser,
+                    permissions: None,
+                })
+            }
+            Mode::Users {
+                users,
+                nkeys,
+                no_auth_user,
+            } => {
+                if !nkeys.is_empty() && !credentials.nkey.is_empty() {
+                    return authenticate_nkey(nkeys, credentials, nonce);
+                }
+                if credentials.is_anonymous() {
+                    if let Some(name) = no_auth_user {
+                        if let Some(user) = users.get(name) {
+                            return Ok(AuthenticatedUser {
+                                name: name.clone(),
+                                method: AuthenticationMethod::NoAuthUser,
+                                permissions: user.permissions.clone(),
+                            });
+                        }
+                    }
+                    return Err(AuthError::MissingCredentials);
+                }
+                let Some(user) = users.get(&credentials.user) else {
+                    return Err(AuthError::UnknownUser {
+                        user: credentials.user.clone(),
+                    });
+                };
+                if !user.password.matches(&credentials.password) {
+                    return Err(AuthError::WrongPassword {
+                        user: credentials.user.clone(),
+                    });
+                }
+                Ok(AuthenticatedUser {
+                    name: credentials.user.clone(),
+                    method: AuthenticationMethod::User,
+                    permissions: user.permissions.clone(),
+                })
+            }
+        }
+    }
+}
+
+fn authenticate_nkey(
+    nkeys: &HashMap<String, Option<Arc<Permissions>>>,
+    credentials: &Credentials,
+    nonce: Option<&str>,
+) -> Result<AuthenticatedUser, AuthError> {
+    let nkey = &credentials.nkey;
+    let Some(permissions) = nkeys.get(nkey) else {
+        return Err(AuthError::UnknownNkey { nkey: nkey.clone() });
+    };
+    if credentials.signature.is_empty() {
+        return Err(AuthError::MissingSignature { nkey: nkey.clone() });
+    }
+    let Some(nonce) = nonce else {
+        return Err(AuthError::MissingNonce { nkey: nkey.clone() });
+    };
+    let nkey_error = |source| AuthError::Nkey {
+        nkey: nkey.clone(),
+        source,
+    };
+    let key = UserPublicKey::parse(nkey).map_err(nkey_error)?;
+    key.verify_nonce(nonce.as_bytes(), &credentials.signature)
+        .map_err(nkey_error)?;
+    Ok(AuthenticatedUser {
+        name: nkey.clone(),
+        method: AuthenticationMethod::Nkey,
+        permissions: permissions.clone(),
+    })
+}
+
+/// Whether INFO must carry a `nonce`: some user authenticates with an NKEY.
+pub fn needs_nonce(authorization: &Authorization) -> bool {
+    !authorization.nkey_users.is_empty()
+}
+
+#[cfg(test)]
+#[path = "authenticator_tests.rs"]
+mod tests;
