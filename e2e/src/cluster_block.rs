@@ -25,6 +25,12 @@ impl ClusterBlock {
         }
     }
 
+    /// A block with no `name`: the server's cluster name is dynamic (a random one) until a
+    /// route to a named cluster gives it that cluster's name.
+    pub fn dynamic() -> Self {
+        Self::new("")
+    }
+
     /// One more configured (explicit) route, a `nats-route://host:port` URL.
     pub fn with_route(mut self, url: impl Into<String>) -> Self {
         self.routes.push(url.into());
@@ -37,7 +43,7 @@ impl ClusterBlock {
         self
     }
 
-    /// The cluster's name.
+    /// The cluster's name (empty for a [`ClusterBlock::dynamic`] block).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -52,7 +58,9 @@ impl ClusterBlock {
         let port = port.map_or_else(|| "-1".to_string(), |port| port.to_string());
         let mut text = String::from("cluster {\n");
         // Writing to a String cannot fail.
-        let _ = writeln!(text, "  name: {:?}", self.name);
+        if !self.name.is_empty() {
+            let _ = writeln!(text, "  name: {:?}", self.name);
+        }
         let _ = writeln!(text, "  listen: \"127.0.0.1:{port}\"");
         if !self.routes.is_empty() {
             text.push_str("  routes: [\n");
@@ -86,6 +94,12 @@ mod tests {
         assert!(block
             .render(Some(7000))
             .contains("listen: \"127.0.0.1:7000\""));
+    }
+
+    #[test]
+    fn a_dynamic_block_has_no_name() {
+        let text = ClusterBlock::dynamic().render(None);
+        assert!(!text.contains("name"), "{text}");
     }
 
     #[test]

@@ -8,15 +8,19 @@
 //!   learnt from the ports file, its log kept for failure messages; restartable on the same
 //!   port, signalable, killed on drop. Topologies (clusters, gateways, leaf nodes) are built
 //!   from several of these, of mixed kinds.
+//! - [`MemberSetup`]: clusters whose members share settings (route authorization, TLS,
+//!   `no_advertise`, a dynamic name) and servers configured like them that are not members.
 //! - [`RawClient`]: exact-byte protocol conversations with deadlines.
 //! - [`for_each_server_kind`] / [`for_each_server_kind_async`]: run a test body against
 //!   every selected kind and report which one failed.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping.
 //! - [`run_to_exit`]: run a server binary that should exit by itself (`-v`, `-t`, `--signal`).
 //! - [`http_get`]: one HTTP/1.1 GET, for the monitoring endpoints.
+//! - [`TestCertificates`]: a CA, server and client certificates made at run time, for TLS.
 //!
 //! Nothing here sleeps to synchronise: every wait polls with a deadline, every loop is bounded.
 
+mod certificates;
 mod cluster;
 mod cluster_block;
 mod command;
@@ -24,6 +28,7 @@ mod each_kind;
 mod error;
 mod http;
 mod kind;
+mod member_setup;
 mod process;
 mod raw_client;
 mod routez;
@@ -31,6 +36,7 @@ mod sockets;
 mod topology;
 mod wait;
 
+pub use certificates::{CertificateError, TestCertificates};
 pub use cluster::{Cluster, RouteLayout, CLUSTER_NAME, MESH_TIMEOUT};
 pub use cluster_block::ClusterBlock;
 pub use command::{run_to_exit, CommandOutcome, COMMAND_TIMEOUT};
@@ -42,6 +48,7 @@ pub use kind::{
     NATS_SERVER_BINARY_VARIABLE, NATS_SERVER_CURRENT_BINARY_VARIABLE, SERVERS_VARIABLE,
     TERN_BINARY_VARIABLE,
 };
+pub use member_setup::MemberSetup;
 pub use process::{Ports, ServerConfig, ServerProcess, Signal, START_TIMEOUT, STOP_TIMEOUT};
 pub use raw_client::{
     Frame, Message, RawClient, DEFAULT_TIMEOUT, QUIET_CONNECT, QUIET_CONNECT_WITH_HEADERS,

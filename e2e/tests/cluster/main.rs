@@ -7,10 +7,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod authorization;
 mod delivery;
 mod discovery;
 mod failover;
 mod interest;
+mod lame_duck;
 mod messaging;
+mod metrics;
+mod names;
+mod no_advertise;
 mod partition;
+mod refusal;
 mod support;
+mod tls;

@@ -23,6 +23,9 @@ pub const INTEREST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const LATE_MESSAGE_WINDOW: Duration = Duration::from_millis(200);
 /// How often a probe is re-sent, and how often a condition is polled.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// A CONNECT announcing protocol 1 (dynamic reconfiguration): the server sends async INFO as
+/// the cluster changes.
+pub const PROTOCOL_1_CONNECT: &str = r#"{"verbose":false,"pedantic":false,"protocol":1}"#;
 /// Frames a raw client reads while looking for one, at most.
 const MAX_FRAMES: usize = 10_000;
 
