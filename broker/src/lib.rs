@@ -13,6 +13,7 @@ pub mod account;
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod compression;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
