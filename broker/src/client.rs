@@ -1,7 +1,8 @@
 //! A client connection's session: its read loop and what each client operation means.
 //!
-//! Contract: `run_client` owns one accepted socket until it closes. It sends INFO, then reads
-//! in batches, parses every complete operation in the batch, queues replies and deliveries,
+//! Contract: `run_client` owns one established transport (TCP, TLS or WebSocket) until it
+//! closes. It sends INFO unless the caller already did (`transport::accept_client` writes it
+//! before or after TLS), then reads in batches, parses every complete operation in the batch, queues replies and deliveries,
 //! and wakes each receiver's writer once per batch. Authentication (when required) must come
 //! as the first operation within the auth timeout; PINGs go out after a quiet ping interval
 //! and `ping_max` unanswered ones close the connection as stale. Every violation answers with
@@ -40,12 +41,14 @@ const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
 /// Entries in a connection's private match cache before it is cleared.
 const MATCH_CACHE_CAPACITY: usize = 512;
 
-/// Runs a client connection to completion.
+/// Runs a client connection to completion. `info_sent` says INFO already went out on this
+/// transport; otherwise it is the first thing queued (over WebSocket: the first frame).
 pub async fn run_client<R, W>(
     server: Arc<Server>,
     connection: Arc<Connection>,
     reader: R,
     writer: W,
+    info_sent: bool,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -56,7 +59,9 @@ pub async fn run_client<R, W>(
         writer,
         options.write_deadline,
     ));
-    connection.send_control(&server.client_info(&connection).to_protocol_line());
+    if !info_sent {
+        connection.send_control(&server.client_info(&connection).to_protocol_line());
+    }
 
     let mut session = ClientSession::new(Arc::clone(&server), Arc::clone(&connection), options);
     let reason = session.read_loop(reader).await;

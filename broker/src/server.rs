@@ -6,6 +6,14 @@
 //! the server spawns is tracked and stops when the server's shutdown token fires; shutdown
 //! closes listeners, then connections (flushing what they have queued), then removes the files
 //! it wrote. Lock order: `options` → `connections` → a connection's locks → an account's index.
+//! The transport settings (`client_security`, `websocket`) are leaves: their `Arc` is cloned
+//! out and the lock released at once.
+//!
+//! Client listeners (`accept`): the NATS port and, with a `websocket { }` block, the WebSocket
+//! port. Accept loops only admit (connection id, `max_connections`); TLS handshakes and
+//! WebSocket upgrades run in each connection's own task, bounded by their timeouts.
+
+mod accept;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -16,13 +24,12 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::account::{Account, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
-use crate::client::run_client;
 use crate::cluster::info::{RouteInfo, ROUTE_PROTOCOL};
 use crate::cluster::{self, Cluster};
 use crate::connection::{unix_millis, CloseReason, Connection, ConnectionKind};
@@ -30,10 +37,9 @@ use crate::identity;
 use crate::logging;
 use crate::monitoring;
 use crate::options::{Listen, ServerOptions};
-use crate::protocol::errors::text;
 use crate::protocol::info::ServerInfo;
-use crate::protocol::server_operations;
 use crate::protocol::ConnectOptions;
+use crate::transport::{ClientSecurity, ServerTls, TlsError, WebSocketError, WebSocketSettings};
 
 /// The NATS server version whose client protocol Tern speaks; clients enable features by it.
 pub const PROTOCOL_VERSION: &str = "2.10.0";
@@ -62,6 +68,14 @@ pub enum ServerError {
         option: &'static str,
         old: String,
         new: String,
+    },
+    #[error(transparent)]
+    WebSocket(#[from] WebSocketError),
+    /// An option Tern parses but does not apply yet, where ignoring it would weaken security.
+    #[error("{option} is not supported yet: {reason}")]
+    Unsupported {
+        option: &'static str,
+        reason: &'static str,
     },
 }
 
@@ -99,6 +113,8 @@ pub struct ClosedConnection {
     pub stopped: SystemTime,
     pub last_activity_millis: u64,
     pub reason: CloseReason,
+    pub websocket: bool,
+    pub tls: Option<crate::transport::TlsDetails>,
     pub metadata: crate::connection::ClientMetadata,
     pub in_messages: u64,
     pub in_bytes: u64,
@@ -113,6 +129,7 @@ pub struct ClosedConnection {
 pub struct BoundAddresses {
     pub client: SocketAddr,
     pub monitoring: Option<SocketAddr>,
+    pub websocket: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -133,6 +150,10 @@ pub struct Server {
     lame_duck: AtomicBool,
     tasks: TaskTracker,
     addresses: Mutex<Option<BoundAddresses>>,
+    /// TLS and `allow_non_tls` of the NATS client port, as of the last start or reload.
+    client_security: RwLock<Arc<ClientSecurity>>,
+    /// The WebSocket listener's settings, when it is configured.
+    websocket: RwLock<Option<Arc<WebSocketSettings>>>,
     /// Routes to the other servers, when a cluster is configured.
     cluster: Option<Arc<Cluster>>,
 }
@@ -171,6 +192,8 @@ impl Server {
             lame_duck: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             addresses: Mutex::new(None),
+            client_security: RwLock::new(Arc::new(ClientSecurity::default())),
+            websocket: RwLock::new(None),
             cluster,
         })
     }
@@ -414,11 +437,13 @@ impl Server {
         self.closed_connections.lock().iter().cloned().collect()
     }
 
-    /// INFO for one client connection.
+    /// INFO for one client connection. A WebSocket client is told about the WebSocket
+    /// listener (its address, whether it is `wss://`) and gets no `connect_urls`, which name
+    /// NATS ports it could not use; as nats-server 2.10+ does.
     pub fn client_info(&self, connection: &Connection) -> ServerInfo {
         let options = self.options();
         let (host, port) = self.advertised_client_address(&options);
-        ServerInfo {
+        let mut info = ServerInfo {
             server_id: self.server_id.clone(),
             server_name: self.server_name(),
             version: PROTOCOL_VERSION.to_string(),
@@ -445,7 +470,36 @@ impl Server {
                 connection.local_address.map(|address| address.ip()),
             ),
             ldm: self.is_lame_duck(),
+        };
+        if !connection.websocket {
+            self.client_security().apply_to(&mut info);
+            return info;
         }
+        let websocket_tls = self
+            .websocket_settings()
+            .is_some_and(|settings| settings.is_tls());
+        info.tls_required = websocket_tls;
+        info.tls_available = websocket_tls;
+        info.tls_verify = false;
+        info.connect_urls = Vec::new();
+        if let (Some(websocket), Some(address)) = (
+            &options.websocket,
+            self.addresses().and_then(|addresses| addresses.websocket),
+        ) {
+            info.host = websocket.listen.host.clone();
+            info.port = address.port();
+        }
+        info
+    }
+
+    /// TLS and `allow_non_tls` of the NATS client port, as of the last start or reload.
+    pub fn client_security(&self) -> Arc<ClientSecurity> {
+        Arc::clone(&self.client_security.read())
+    }
+
+    /// The WebSocket listener's settings, when one is configured.
+    pub fn websocket_settings(&self) -> Option<Arc<WebSocketSettings>> {
+        self.websocket.read().clone()
     }
 
     /// Host and port clients are told to use: `client_advertise`, else the listener.
@@ -517,6 +571,9 @@ impl Server {
     /// Binds listeners and starts serving.
     pub async fn start(self: &Arc<Self>) -> Result<RunningServer, ServerError> {
         let options = self.options();
+        // Certificates are read before any port opens, so a bad file fails the start.
+        *self.client_security.write() = Arc::new(client_security(&options)?);
+        *self.websocket.write() = websocket_settings(&options)?;
         let client_listener = bind(&options.listen, "client connections").await?;
         let client_address = local_address(&client_listener, &options.listen)?;
         let monitoring_listener = match &options.monitoring {
@@ -527,9 +584,18 @@ impl Server {
             (Some(listener), Some(listen)) => Some(local_address(listener, listen)?),
             _ => None,
         };
+        let websocket_listener = match &options.websocket {
+            Some(websocket) => {
+                let listener = bind(&websocket.listen, "websocket clients").await?;
+                let address = local_address(&listener, &websocket.listen)?;
+                Some((listener, address))
+            }
+            None => None,
+        };
         *self.addresses.lock() = Some(BoundAddresses {
             client: client_address,
             monitoring: monitoring_address,
+            websocket: websocket_listener.as_ref().map(|(_, address)| *address),
         });
         self.log_startup(&options);
         if let (Some(listener), Some(address)) = (monitoring_listener, monitoring_address) {
@@ -541,10 +607,48 @@ impl Server {
             let stop = self.shutdown.clone();
             self.tasks.spawn(monitoring::serve(server, listener, stop));
         }
+        if let (Some((_, address)), Some(websocket)) = (&websocket_listener, &options.websocket) {
+            let tls = self
+                .websocket_settings()
+                .is_some_and(|settings| settings.is_tls());
+            logging::notice(format_args!(
+                "Listening for websocket clients on {}://{}:{}",
+                if tls { "wss" } else { "ws" },
+                websocket.listen.host,
+                address.port()
+            ));
+            if !tls {
+                logging::warning(format_args!(
+                    "Websocket not configured with TLS. DO NOT USE IN PRODUCTION!"
+                ));
+            }
+            if websocket.no_auth_user.is_some()
+                || websocket.user_cookie.is_some()
+                || websocket.pass_cookie.is_some()
+                || websocket.token_cookie.is_some()
+            {
+                logging::warning(format_args!(
+                    "Websocket no_auth_user and credential cookies are not supported yet: websocket clients authenticate as on the client port"
+                ));
+            }
+            if websocket.compression {
+                logging::warning(format_args!(
+                    "Websocket compression is not supported: clients fall back to uncompressed frames"
+                ));
+            }
+        }
         logging::notice(format_args!(
             "Listening for client connections on {}",
             display_address(client_address)
         ));
+        if let Some(tls) = &self.client_security().tls {
+            logging::notice(format_args!("TLS required for client connections"));
+            if tls.handshake_first() == crate::transport::HandshakeFirst::On {
+                logging::warning(format_args!(
+                    "Clients that are not using \"TLS Handshake First\" option will fail to connect"
+                ));
+            }
+        }
         if let (Some(cluster), Some(cluster_options)) = (&self.cluster, &options.cluster) {
             cluster.load_tls().map_err(|error| ServerError::Tls {
                 what: "route",
@@ -575,7 +679,13 @@ impl Server {
         }
         let files = self.write_process_files(&options)?;
         let server = Arc::clone(self);
-        self.tasks.spawn(server.accept_clients(client_listener));
+        self.tasks
+            .spawn(server.accept_clients(client_listener, accept::ClientListener::Nats));
+        if let Some((listener, _)) = websocket_listener {
+            let server = Arc::clone(self);
+            self.tasks
+                .spawn(server.accept_clients(listener, accept::ClientListener::WebSocket));
+        }
         logging::notice(format_args!("Server is ready"));
         Ok(RunningServer {
             server: Arc::clone(self),
@@ -629,9 +739,17 @@ impl Server {
             return "{}".to_string();
         };
         let mut ports = serde_json::Map::new();
+        let client_scheme = if self.client_security().tls.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
         ports.insert(
             "nats".into(),
-            serde_json::json!([format!("nats://{}", reachable_address(addresses.client))]),
+            serde_json::json!([format!(
+                "{client_scheme}://{}",
+                reachable_address(addresses.client)
+            )]),
         );
         if let Some(address) = self
             .cluster
@@ -649,94 +767,17 @@ impl Server {
                 serde_json::json!([format!("http://{}", reachable_address(monitoring))]),
             );
         }
+        if let Some(websocket) = addresses.websocket {
+            let scheme = match self.websocket_settings() {
+                Some(settings) if settings.is_tls() => "wss",
+                _ => "ws",
+            };
+            ports.insert(
+                "websocket".into(),
+                serde_json::json!([format!("{scheme}://{}", reachable_address(websocket))]),
+            );
+        }
         serde_json::Value::Object(ports).to_string()
-    }
-
-    async fn accept_clients(self: Arc<Self>, listener: TcpListener) {
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            let accepted = tokio::select! {
-                () = self.accepting.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, address) = match accepted {
-                Ok(accepted) => {
-                    backoff = Duration::from_millis(5);
-                    accepted
-                }
-                Err(error) => {
-                    // Out of descriptors and the like: wait, then try again, bounded.
-                    logging::error(format_args!(
-                        "Temporary Client Accept Error ({error}), sleeping {}ms",
-                        backoff.as_millis()
-                    ));
-                    tokio::select! {
-                        () = self.accepting.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            self.admit_client(stream, address);
-        }
-        logging::debug(format_args!("Client accept loop exiting"));
-    }
-
-    fn admit_client(self: &Arc<Self>, stream: TcpStream, address: SocketAddr) {
-        let _ = stream.set_nodelay(true);
-        let options = self.options();
-        let id = self.next_connection_id();
-        let connection = Arc::new(
-            Connection::new(
-                id,
-                ConnectionKind::Client,
-                address,
-                options.max_pending,
-                &self.shutdown,
-            )
-            .with_local_address(stream.local_addr().ok()),
-        );
-        let (reader, writer) = stream.into_split();
-        let over_limit = {
-            let mut connections = self.connections.lock();
-            if connections.len() >= options.max_connections {
-                true
-            } else {
-                connections.insert(id, Arc::clone(&connection));
-                false
-            }
-        };
-        if over_limit {
-            logging::error(format_args!(
-                "{} - cid:{id} - {}",
-                address,
-                text::MAX_CONNECTIONS_EXCEEDED
-            ));
-            let info = self.client_info(&connection).to_protocol_line();
-            connection.send_control(&info);
-            connection.outbound.lock().push_with(|out| {
-                server_operations::encode_error(out, text::MAX_CONNECTIONS_EXCEEDED)
-            });
-            connection.close(CloseReason::MaxConnectionsExceeded);
-            self.tasks.spawn(crate::connection::writer::run_writer(
-                connection,
-                writer,
-                options.write_deadline,
-            ));
-            return;
-        }
-        self.statistics
-            .total_connections
-            .fetch_add(1, Ordering::Relaxed);
-        self.global_account
-            .client_connections
-            .fetch_add(1, Ordering::Relaxed);
-        logging::debug(format_args!(
-            "{address} - cid:{id} - Client connection created"
-        ));
-        self.tasks
-            .spawn(run_client(Arc::clone(self), connection, reader, writer));
     }
 
     /// Called by a connection's task when it has closed.
@@ -783,6 +824,8 @@ impl Server {
             stopped: SystemTime::now(),
             last_activity_millis: connection.last_activity_millis.load(Ordering::Relaxed),
             reason,
+            websocket: connection.websocket,
+            tls: connection.tls_details(),
             metadata: connection.metadata.lock().clone(),
             in_messages: statistics.in_messages.load(Ordering::Relaxed),
             in_bytes: statistics.in_bytes.load(Ordering::Relaxed),
@@ -805,10 +848,30 @@ impl Server {
     }
 
     /// Applies reloadable options; anything else refuses the whole reload.
+    ///
+    /// TLS material is read again from the files (even when their paths are unchanged), so a
+    /// renewed certificate applies to new connections; established ones keep theirs. The
+    /// `websocket` block may change only in its `tls` (nats-server's rule).
     pub fn reload(&self, new_options: ServerOptions) -> Result<(), ServerError> {
         let current = self.options();
         check_unchanged("listen", &current.listen, &new_options.listen)?;
         check_unchanged("http", &current.monitoring, &new_options.monitoring)?;
+        let without_tls = |websocket: &Option<crate::options::WebSocketOptions>| {
+            websocket.clone().map(|mut websocket| {
+                websocket.tls = None;
+                websocket
+            })
+        };
+        check_unchanged(
+            "websocket",
+            &without_tls(&current.websocket),
+            &without_tls(&new_options.websocket),
+        )?;
+        // Everything that can fail is built before anything changes.
+        let security = Arc::new(client_security(&new_options)?);
+        let websocket = websocket_settings(&new_options)?;
+        *self.client_security.write() = security;
+        *self.websocket.write() = websocket;
         if let Err(error) = logging::configure(&new_options.logging) {
             logging::error(format_args!("Reload: cannot open log file: {error}"));
         }
@@ -941,6 +1004,60 @@ fn display_address(address: SocketAddr) -> String {
     address.to_string()
 }
 
+/// The client port's TLS settings, reading the certificate files the options name.
+/// `verify_and_map` is refused rather than treated as `verify`: the certificate's identity
+/// must pick the user, and without the mapping any certificate the CA signed would do.
+fn client_security(options: &ServerOptions) -> Result<ClientSecurity, ServerError> {
+    if options.tls.as_ref().is_some_and(|tls| tls.verify_and_map) {
+        return Err(ServerError::Unsupported {
+            option: "tls verify_and_map",
+            reason: "use verify with user credentials until certificate identities map to users",
+        });
+    }
+    let tls = options
+        .tls
+        .as_ref()
+        .map(ServerTls::from_options)
+        .transpose()
+        .map_err(|error| client_tls_error("client", &error))?;
+    Ok(ClientSecurity {
+        tls,
+        allow_non_tls: options.allow_non_tls,
+    })
+}
+
+/// The WebSocket listener's settings, reading its TLS files. Its own `authorization` block is
+/// refused rather than ignored: ignoring it would let WebSocket clients in without the
+/// credentials the file asks of them. (Its `no_auth_user` and cookies are only ignored, which
+/// refuses more, never less; `start` warns about them.)
+fn websocket_settings(
+    options: &ServerOptions,
+) -> Result<Option<Arc<WebSocketSettings>>, ServerError> {
+    let Some(websocket) = &options.websocket else {
+        return Ok(None);
+    };
+    if websocket.authorization.is_some() {
+        return Err(ServerError::Unsupported {
+            option: "websocket authorization",
+            reason: "set credentials in the top-level authorization block instead",
+        });
+    }
+    let settings =
+        WebSocketSettings::from_options(websocket, options.max_payload, options.max_control_line)
+            .map_err(|error| match error {
+            WebSocketError::Tls(error) => client_tls_error("websocket", &error),
+            other => ServerError::WebSocket(other),
+        })?;
+    Ok(Some(Arc::new(settings)))
+}
+
+fn client_tls_error(what: &'static str, error: &TlsError) -> ServerError {
+    ServerError::Tls {
+        what,
+        message: error.to_string(),
+    }
+}
+
 /// An address a local client can dial: the unspecified address becomes loopback.
 fn reachable_address(address: SocketAddr) -> String {
     let mut address = address;
@@ -995,4 +1112,79 @@ fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
 /// Milliseconds since the epoch, for monitoring.
 pub fn now_millis() -> u64 {
     unix_millis(SystemTime::now())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::options::{Authorization, TlsOptions, WebSocketOptions};
+
+    fn local_options() -> ServerOptions {
+        ServerOptions {
+            listen: Listen {
+                host: "127.0.0.1".to_string(),
+                port: None,
+            },
+            ..ServerOptions::default()
+        }
+    }
+
+    #[test]
+    fn websocket_authorization_is_refused_rather_than_ignored() {
+        let options = ServerOptions {
+            websocket: Some(WebSocketOptions {
+                no_tls: true,
+                authorization: Some(Authorization {
+                    token: Some("secret".to_string()),
+                    ..Authorization::default()
+                }),
+                ..WebSocketOptions::default()
+            }),
+            ..local_options()
+        };
+        let error = websocket_settings(&options).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ServerError::Unsupported {
+                    option: "websocket authorization",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn verify_and_map_is_refused_rather_than_treated_as_verify() {
+        let options = ServerOptions {
+            tls: Some(TlsOptions {
+                verify_and_map: true,
+                ..TlsOptions::default()
+            }),
+            ..local_options()
+        };
+        let error = client_security(&options).unwrap_err();
+        assert!(error.to_string().contains("verify_and_map"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn start_fails_before_listening_when_a_certificate_is_missing() {
+        let options = ServerOptions {
+            tls: Some(TlsOptions {
+                cert_file: Some(PathBuf::from("/nonexistent/server.pem")),
+                key_file: Some(PathBuf::from("/nonexistent/server-key.pem")),
+                ..TlsOptions::default()
+            }),
+            ..local_options()
+        };
+        let server = Server::new(options);
+        let error = server.start().await.unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/server.pem"),
+            "{error}"
+        );
+        assert!(server.addresses().is_none());
+    }
 }

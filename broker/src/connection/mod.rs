@@ -12,7 +12,7 @@ pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::outbound::Outbound;
 use crate::subscription::Subscription;
+use crate::transport::TlsDetails;
 
 type SubscriptionsBySid = std::collections::HashMap<Bytes, Arc<Subscription>>;
 
@@ -68,6 +69,7 @@ pub enum CloseReason {
     DuplicateServerName,
     RouteRemoved,
     WrongPort,
+    TlsHandshakeError,
 }
 
 impl CloseReason {
@@ -94,6 +96,7 @@ impl CloseReason {
             Self::DuplicateServerName => "Duplicate Server Name",
             Self::RouteRemoved => "Route Removed",
             Self::WrongPort => "Incorrect Port",
+            Self::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 
@@ -156,6 +159,10 @@ pub struct Connection {
     pub remote_address: SocketAddr,
     /// The local address the peer connected to (for advertising a reachable URL).
     pub local_address: Option<SocketAddr>,
+    /// Whether the client came through the WebSocket listener (its INFO and `/connz` differ).
+    pub websocket: bool,
+    /// The negotiated TLS parameters, once a handshake completed (set once, by the session).
+    tls: OnceLock<TlsDetails>,
     pub started: SystemTime,
     pub outbound: Mutex<Outbound>,
     /// Wakes the writer task when frames were queued.
@@ -189,6 +196,8 @@ impl Connection {
             kind,
             remote_address,
             local_address: None,
+            websocket: false,
+            tls: OnceLock::new(),
             started,
             outbound: Mutex::new(Outbound::new(max_pending)),
             flush: Notify::new(),
@@ -208,6 +217,21 @@ impl Connection {
     pub fn with_local_address(mut self, address: Option<SocketAddr>) -> Self {
         self.local_address = address;
         self
+    }
+
+    /// Marks a client of the WebSocket listener (set once, before sharing).
+    pub fn with_websocket(mut self, websocket: bool) -> Self {
+        self.websocket = websocket;
+        self
+    }
+
+    /// Records the TLS parameters of the completed handshake; only the first call counts.
+    pub fn set_tls_details(&self, details: TlsDetails) {
+        let _ = self.tls.set(details);
+    }
+
+    pub fn tls_details(&self) -> Option<TlsDetails> {
+        self.tls.get().copied()
     }
 
     pub fn supports_headers(&self) -> bool {

@@ -1,10 +1,10 @@
 //! The writer task of a connection: drains the outbound buffer to the socket.
 //!
 //! Contract: runs until the connection closes. Each wake-up takes everything queued in one
-//! swap and writes it with the write deadline; a write that misses the deadline closes the
-//! connection as a slow consumer (write deadline), a failed write as a write error. On close
-//! it writes what is still queued when the close reason asks for it (an `-ERR` must reach the
-//! client before the socket closes), then shuts the socket down.
+//! swap and writes and flushes it with the write deadline; a write that misses the deadline
+//! closes the connection as a slow consumer (write deadline), a failed write as a write error.
+//! On close it writes what is still queued when the close reason asks for it (an `-ERR` must
+//! reach the client before the socket closes), then shuts the socket down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,12 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
                 () = connection.closing().cancelled() => continue,
             }
         }
-        let outcome = tokio::time::timeout(write_deadline, socket.write_all(&spare)).await;
+        // The flush is free on TCP; TLS and WebSocket transports buffer until it.
+        let write = async {
+            socket.write_all(&spare).await?;
+            socket.flush().await
+        };
+        let outcome = tokio::time::timeout(write_deadline, write).await;
         connection.outbound.lock().written();
         match outcome {
             Ok(Ok(())) => {}

@@ -259,6 +259,10 @@ pub struct ConnectionInfo {
     lang: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     version: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    tls_version: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    tls_cipher_suite: &'static str,
     #[serde(skip_serializing_if = "String::is_empty")]
     authorized_user: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -377,8 +381,9 @@ fn closed_summary(closed: &ClosedConnection) -> ConnectionSummary {
 }
 
 /// nats-server's `type` of a client connection: the protocol it speaks.
-fn client_type(kind: ConnectionKind) -> &'static str {
+fn client_type(kind: ConnectionKind, websocket: bool) -> &'static str {
     match kind {
+        ConnectionKind::Client if websocket => "websocket",
         ConnectionKind::Client | ConnectionKind::Route => "nats",
     }
 }
@@ -390,32 +395,37 @@ fn render(
     subscription_budget: &mut usize,
 ) -> ConnectionInfo {
     let summary = row.summary;
-    let (kind, address, metadata, subscriptions_list, subscriptions_list_detail) = match row.source
-    {
-        Source::Open(connection) => {
-            let metadata = connection.metadata.lock().clone();
-            let (list, detail) =
-                open_subscriptions(&connection, options.listing, subscription_budget);
-            (
-                connection.kind,
-                connection.remote_address,
-                metadata,
-                list,
-                detail,
-            )
-        }
-        Source::Closed(closed) => {
-            let (list, detail) =
-                closed_subscriptions(&closed, options.listing, subscription_budget);
-            (
-                closed.kind,
-                closed.remote_address,
-                closed.metadata,
-                list,
-                detail,
-            )
-        }
-    };
+    let (transport, address, metadata, subscriptions_list, subscriptions_list_detail) =
+        match row.source {
+            Source::Open(connection) => {
+                let metadata = connection.metadata.lock().clone();
+                let (list, detail) =
+                    open_subscriptions(&connection, options.listing, subscription_budget);
+                (
+                    (
+                        connection.kind,
+                        connection.websocket,
+                        connection.tls_details(),
+                    ),
+                    connection.remote_address,
+                    metadata,
+                    list,
+                    detail,
+                )
+            }
+            Source::Closed(closed) => {
+                let (list, detail) =
+                    closed_subscriptions(&closed, options.listing, subscription_budget);
+                (
+                    (closed.kind, closed.websocket, closed.tls),
+                    closed.remote_address,
+                    closed.metadata,
+                    list,
+                    detail,
+                )
+            }
+        };
+    let (kind, websocket, tls) = transport;
     let ClientMetadata {
         name,
         lang,
@@ -437,7 +447,7 @@ fn render(
     ConnectionInfo {
         cid: summary.id,
         kind: kind.as_str(),
-        client_type: client_type(kind),
+        client_type: client_type(kind, websocket),
         ip: address.ip().to_canonical().to_string(),
         port: address.port(),
         start: rfc3339(summary.started),
@@ -456,6 +466,8 @@ fn render(
         name,
         lang,
         version,
+        tls_version: tls.map_or("", |tls| tls.version),
+        tls_cipher_suite: tls.map_or("", |tls| tls.cipher_suite),
         authorized_user,
         account,
         subscriptions_list,

@@ -2,8 +2,8 @@
 //!
 //! Contract: one snapshot of options and counters per request, in nats-server's field order and
 //! types (durations in nanoseconds, timeouts in float seconds, instants in RFC 3339). Sections of
-//! features Tern does not have (`cluster`, `gateway`, `leaf`, `mqtt`, `websocket`,
-//! `jetstream`) are empty objects, as nats-server shows them when they are off. `mem` and `cpu`
+//! features that are off (`cluster`, `websocket`) or that Tern does not have (`gateway`, `leaf`,
+//! `mqtt`, `jetstream`) are empty objects, as nats-server shows them when they are off. `mem` and `cpu`
 //! come from `/proc` where there is one (zero elsewhere); `cpu` is the percentage of one core
 //! used since the previous sample, resampled at most once a second.
 
@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::json::go_float;
 use super::time_format::{elapsed_between, rfc3339, uptime};
+use crate::options::ServerOptions;
 use crate::server::{Server, PROTOCOL_VERSION, TERN_VERSION};
 
 /// nats-server's TLS handshake timeout default, which it reports even without TLS.
@@ -62,6 +63,57 @@ fn cluster_section(server: &Server) -> ClusterSection {
     }
 }
 
+/// `websocket` of `/varz`: `{}` without a WebSocket listener; false and empty fields are left
+/// out, as nats-server leaves them out.
+#[derive(Debug, Default, Serialize)]
+pub struct WebSocketSection {
+    #[serde(flatten)]
+    details: Option<WebSocketDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct WebSocketDetails {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    host: String,
+    port: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    advertise: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    no_auth_user: String,
+    handshake_timeout: u64,
+    #[serde(skip_serializing_if = "is_false")]
+    no_tls: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    same_origin: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    compression: bool,
+}
+
+fn websocket_section(server: &Server, options: &ServerOptions) -> WebSocketSection {
+    let Some(websocket) = &options.websocket else {
+        return WebSocketSection::default();
+    };
+    let port = server
+        .addresses()
+        .and_then(|addresses| addresses.websocket)
+        .map_or(websocket.listen.port.unwrap_or(0), |address| address.port());
+    WebSocketSection {
+        details: Some(WebSocketDetails {
+            host: websocket.listen.host.clone(),
+            port,
+            advertise: websocket.advertise.clone().unwrap_or_default(),
+            no_auth_user: websocket.no_auth_user.clone().unwrap_or_default(),
+            handshake_timeout: nanos(websocket.handshake_timeout),
+            no_tls: websocket.no_tls,
+            same_origin: websocket.same_origin,
+            allowed_origins: websocket.allowed_origins.clone(),
+            compression: websocket.compression,
+        }),
+    }
+}
+
 /// A section nats-server prints as `{}` while its feature is off.
 #[derive(Debug, Serialize)]
 pub struct EmptySection {}
@@ -77,6 +129,10 @@ pub struct Varz {
     port: u16,
     #[serde(skip_serializing_if = "is_false")]
     auth_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    tls_verify: bool,
     max_connections: usize,
     #[serde(skip_serializing_if = "is_zero")]
     max_subscriptions: usize,
@@ -95,7 +151,7 @@ pub struct Varz {
     gateway: EmptySection,
     leaf: EmptySection,
     mqtt: EmptySection,
-    websocket: EmptySection,
+    websocket: WebSocketSection,
     jetstream: EmptySection,
     #[serde(serialize_with = "go_float")]
     tls_timeout: f64,
@@ -143,6 +199,7 @@ pub fn varz(
     http_req_stats: BTreeMap<&'static str, u64>,
 ) -> Varz {
     let options = server.options();
+    let security = server.client_security();
     let (host, port) = server.advertised_client_address(&options);
     let (http_host, http_port) = match (&options.monitoring, server.addresses()) {
         (Some(listen), Some(addresses)) => (
@@ -170,6 +227,11 @@ pub fn varz(
         host,
         port,
         auth_required: options.authorization.is_required() && options.no_auth_user.is_none(),
+        tls_required: security.tls.is_some() && !security.allow_non_tls,
+        tls_verify: security
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.verifies_clients()),
         max_connections: options.max_connections,
         max_subscriptions: options.max_subscriptions,
         ping_interval: nanos(options.ping_interval),
@@ -186,9 +248,14 @@ pub fn varz(
         gateway: EmptySection {},
         leaf: EmptySection {},
         mqtt: EmptySection {},
-        websocket: EmptySection {},
+        websocket: websocket_section(server, &options),
         jetstream: EmptySection {},
-        tls_timeout: DEFAULT_TLS_TIMEOUT_SECONDS,
+        tls_timeout: security
+            .tls
+            .as_ref()
+            .map_or(DEFAULT_TLS_TIMEOUT_SECONDS, |tls| {
+                tls.timeout().as_secs_f64()
+            }),
         write_deadline: nanos(options.write_deadline),
         start: rfc3339(server.started),
         now: rfc3339(now),

@@ -332,8 +332,7 @@ fn naive_matches(pattern: &[&str], literal: &[&str]) -> bool {
         (None, None) => true,
         (Some((&">", _)), Some(_)) => true,
         (Some((token, pattern_rest)), Some((literal_token, literal_rest))) => {
-            (*token == "*" || token == literal_token)
-                && naive_matches(pattern_rest, literal_rest)
+            (*token == "*" || token == literal_token) && naive_matches(pattern_rest, literal_rest)
         }
         _ => false,
     }
