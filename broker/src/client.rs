@@ -17,8 +17,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::account::{Account, Matches};
+use crate::auth::{AuthenticatedUser, AuthenticationMethod, PermissionChecker};
 use crate::connection::writer::run_writer;
-use crate::connection::{CloseReason, Connection};
+use crate::connection::{CloseReason, Connection, DeliveryRules};
 use crate::dispatch::{Dispatcher, Message, Publisher, Source};
 use crate::logging;
 use crate::options::ServerOptions;
@@ -87,6 +88,8 @@ struct ClientSession {
     connect: ConnectOptions,
     connect_received: bool,
     awaiting_authentication: bool,
+    /// The user's permissions, when it has any.
+    permissions: Option<PermissionChecker>,
     limits: ParserLimits,
     match_cache: MatchCache,
     dispatcher: Dispatcher,
@@ -108,7 +111,8 @@ impl ClientSession {
         let reloads = server.reloads();
         Self {
             reloads,
-            awaiting_authentication: options.authorization.is_required(),
+            awaiting_authentication: server.authenticator().is_required(),
+            permissions: None,
             limits: ParserLimits {
                 max_control_line: options.max_control_line,
                 max_payload: options.max_payload,
@@ -344,9 +348,15 @@ impl ClientSession {
                 .store(since_accept, std::sync::atomic::Ordering::Relaxed);
         }
         self.connect_received = true;
-        let user = match self.server.authenticate(&connect) {
-            Some(user) => user,
-            None => return Err(self.authorization_violation(&connect.username)),
+        let user = match self
+            .server
+            .authenticate(&connect, self.connection.nonce.as_deref())
+        {
+            Ok(user) => user,
+            Err(error) => {
+                logging::debug(format_args!("{} - {error}", self.describe()));
+                return Err(self.authorization_violation(&connect.username));
+            }
         };
         if connect.new_account || !connect.account.is_empty() {
             return Err(self.authorization_violation(&connect.username));
@@ -367,9 +377,10 @@ impl ClientSession {
             metadata.name.clone_from(&connect.name);
             metadata.lang.clone_from(&connect.lang);
             metadata.version.clone_from(&connect.version);
-            metadata.authorized_user = user;
+            metadata.authorized_user.clone_from(&user.name);
             metadata.account.clone_from(&self.account.name);
         }
+        self.take_up_permissions(&user);
         if connect.verbose {
             self.queue_own(server_operations::OK);
         }
@@ -379,15 +390,44 @@ impl ClientSession {
 
     /// nats-server lets a connection skip CONNECT when `no_auth_user` names a known user.
     fn authenticate_without_connect(&mut self) -> Result<(), CloseReason> {
-        match self.server.no_auth_user() {
-            Some(user) => {
+        let anonymous = ConnectOptions::default();
+        match self
+            .server
+            .authenticate(&anonymous, self.connection.nonce.as_deref())
+        {
+            Ok(user) if user.method == AuthenticationMethod::NoAuthUser => {
                 self.awaiting_authentication = false;
                 self.connect_received = true;
-                self.connection.metadata.lock().authorized_user = user;
+                self.connection
+                    .metadata
+                    .lock()
+                    .authorized_user
+                    .clone_from(&user.name);
+                self.take_up_permissions(&user);
                 Ok(())
             }
-            None => Err(self.authorization_violation("")),
+            _ => Err(self.authorization_violation("")),
         }
+    }
+
+    /// Installs the user's permissions: checked here for what the client sends, and on the
+    /// connection for what is delivered to it.
+    fn take_up_permissions(&mut self, user: &AuthenticatedUser) {
+        self.permissions = user.permission_checker();
+        let rules = self.permissions.as_ref().map(|checker| DeliveryRules {
+            filter: checker
+                .permissions()
+                .filters_delivery()
+                .then(|| Arc::clone(checker.permissions())),
+            responses: checker.response_tracker().cloned(),
+        });
+        self.connection.set_delivery_rules(rules);
+    }
+
+    fn publish_violation(&mut self, subject: &[u8]) {
+        let message = format!("Permissions Violation for Publish to {}", go_quote(subject));
+        logging::debug(format_args!("{} - {message}", self.describe()));
+        self.send_error(&message);
     }
 
     fn authorization_violation(&mut self, user: &str) -> CloseReason {
@@ -412,6 +452,26 @@ impl ClientSession {
         self.connection.statistics.count_in(publish.payload.len());
         if self.connect.pedantic && !subject::is_valid_literal_subject(publish.subject) {
             self.send_error(text::INVALID_PUBLISH_SUBJECT);
+        }
+        // nats-server's order: the gateway reply prefix, the publish permissions, then the
+        // reserved reply prefixes; a refused message is dropped and gets no +OK.
+        if has_gateway_reply_prefix(publish.subject) {
+            self.publish_violation(publish.subject);
+            return Ok(());
+        }
+        if let Some(checker) = &mut self.permissions {
+            if !checker.publish_allowed(publish.subject) {
+                self.publish_violation(publish.subject);
+                return Ok(());
+            }
+        }
+        if let Some(reply) = publish.reply.filter(|reply| is_reserved_reply(reply)) {
+            let message = format!(
+                "Permissions Violation for Publish with Reply of {}",
+                go_quote(reply)
+            );
+            self.send_error(&message);
+            return Ok(());
         }
         if self.connect.verbose {
             self.queue_own(server_operations::OK);
@@ -487,6 +547,15 @@ impl ClientSession {
     }
 
     fn subscribe(&mut self, subject: &[u8], queue_group: Option<&[u8]>, sid: &[u8]) {
+        let allowed = queue_group != Some(SYSTEM_QUEUE_GROUP)
+            && self
+                .permissions
+                .as_ref()
+                .is_none_or(|checker| checker.subscribe_allowed(subject, queue_group));
+        if !allowed {
+            self.subscription_violation(subject, queue_group);
+            return;
+        }
         let max = self.options.max_subscriptions;
         if max > 0 && self.connection.subscription_count() >= max {
             logging::error(format_args!(
@@ -532,6 +601,22 @@ impl ClientSession {
         }
     }
 
+    fn subscription_violation(&mut self, subject: &[u8], queue_group: Option<&[u8]>) {
+        let message = match queue_group {
+            Some(queue_group) => format!(
+                "Permissions Violation for Subscription to {} using queue {}",
+                go_quote(subject),
+                go_quote(queue_group)
+            ),
+            None => format!(
+                "Permissions Violation for Subscription to {}",
+                go_quote(subject)
+            ),
+        };
+        logging::debug(format_args!("{} - {message}", self.describe()));
+        self.send_error(&message);
+    }
+
     /// Removes subscriptions that reached their auto-unsubscribe limit in this batch.
     fn expire_subscriptions(&mut self, expired: &[Arc<Subscription>]) {
         self.server.expire_subscriptions(expired);
@@ -544,15 +629,45 @@ impl ClientSession {
             max_control_line: self.options.max_control_line,
             max_payload: self.options.max_payload,
         };
-        if self.connect_received
-            && !self.awaiting_authentication
-            && self.server.authenticate(&self.connect).is_none()
-        {
-            let user = self.connect.username.clone();
-            let reason = self.authorization_violation(&user);
-            return Err(reason);
+        if !self.connect_received || self.awaiting_authentication {
+            return Ok(());
         }
-        Ok(())
+        match self
+            .server
+            .authenticate(&self.connect, self.connection.nonce.as_deref())
+        {
+            Ok(user) => {
+                self.take_up_permissions(&user);
+                self.drop_subscriptions_no_longer_allowed();
+                Ok(())
+            }
+            Err(_) => {
+                let user = self.connect.username.clone();
+                Err(self.authorization_violation(&user))
+            }
+        }
+    }
+
+    /// After a reload tightened permissions, subscriptions outside them go, each with the
+    /// violation nats-server reports.
+    fn drop_subscriptions_no_longer_allowed(&mut self) {
+        let Some(checker) = &self.permissions else {
+            return;
+        };
+        let refused: Vec<Arc<Subscription>> = self
+            .connection
+            .subscriptions_snapshot()
+            .into_iter()
+            .filter(|subscription| {
+                !checker
+                    .subscribe_allowed(&subscription.subject, subscription.queue_group.as_deref())
+            })
+            .collect();
+        for subscription in &refused {
+            self.connection.remove_subscription(subscription);
+            self.subscription_violation(&subscription.subject, subscription.queue_group.as_deref());
+        }
+        self.server.unsubscribe_local(&self.account, &refused);
     }
 
     fn ping_timer(&mut self) -> Result<(), CloseReason> {
@@ -674,6 +789,38 @@ fn redact_secrets(json: &str) -> String {
         }
         _ => "[unparsable]".to_string(),
     }
+}
+
+/// Queue group name reserved for the system (nats-server refuses it to clients).
+const SYSTEM_QUEUE_GROUP: &[u8] = b"_sys_";
+
+/// Subjects of gateway-routed replies, which clients may not publish to.
+fn has_gateway_reply_prefix(subject: &[u8]) -> bool {
+    subject.starts_with(b"_GR_.") || subject.starts_with(b"$GR.")
+}
+
+/// Reply subjects reserved for the server: service import replies, JetStream acks, gateway
+/// routed replies.
+fn is_reserved_reply(reply: &[u8]) -> bool {
+    [&b"_R_."[..], b"$JS.ACK.", b"_GR_."]
+        .iter()
+        .any(|prefix| reply.len() > prefix.len() && reply.starts_with(prefix))
+}
+
+/// Go's `%q` of a subject: double quotes, with `"` and `\` escaped (subjects hold no other
+/// characters that need it).
+fn go_quote(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for character in text.chars() {
+        if matches!(character, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(character);
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// Doubles the read size while reads fill the buffer and halves it when they use little.

@@ -316,6 +316,16 @@ fn deliver_to(
     if connection.is_closing() {
         return false;
     }
+    if let Some(rules) = connection.delivery_rules() {
+        if let Some(filter) = &rules.filter {
+            if !filter.deliver_allowed(message.subject, subscription.queue_group.as_deref()) {
+                return false;
+            }
+        }
+        if let (Some(responses), Some(reply)) = (&rules.responses, message.reply) {
+            responses.lock().record(reply, std::time::Instant::now());
+        }
+    }
     let claim = subscription.claim_delivery();
     if claim == DeliveryClaim::Refuse {
         return false;

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::account::{Account, GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
+use crate::auth::{AuthError, AuthenticatedUser, Authenticator, Credentials};
 use crate::cluster::info::{RouteInfo, ROUTE_PROTOCOL};
 use crate::cluster::{self, Cluster};
 use crate::connection::{unix_millis, CloseReason, Connection, ConnectionKind};
@@ -135,6 +136,7 @@ pub struct BoundAddresses {
 #[derive(Debug)]
 pub struct Server {
     options: RwLock<Arc<ServerOptions>>,
+    authenticator: RwLock<Arc<Authenticator>>,
     reloads: watch::Sender<u64>,
     pub server_id: String,
     pub started: SystemTime,
@@ -176,6 +178,7 @@ impl Server {
             .map(|cluster| Arc::new(Cluster::new(cluster)));
         let now = SystemTime::now();
         Arc::new(Self {
+            authenticator: RwLock::new(Arc::new(Authenticator::from_options(&options))),
             options: RwLock::new(Arc::new(options)),
             reloads: watch::channel(0).0,
             server_id: identity::new_server_id(),
@@ -453,13 +456,13 @@ impl Server {
             port,
             headers: !options.no_header_support,
             max_payload: options.max_payload,
-            auth_required: options.authorization.is_required() && options.no_auth_user.is_none(),
+            auth_required: self.authenticator().is_required() && options.no_auth_user.is_none(),
             tls_required: false,
             tls_verify: false,
             tls_available: false,
             client_id: connection.id,
             client_ip: connection.remote_address.ip().to_string(),
-            nonce: String::new(),
+            nonce: connection.nonce.clone().unwrap_or_default(),
             cluster: self
                 .cluster
                 .as_ref()
@@ -520,52 +523,29 @@ impl Server {
             .map_or(0, |addresses| addresses.client.port())
     }
 
-    /// Checks CONNECT credentials; returns the authorised user name (empty without auth).
-    pub fn authenticate(&self, connect: &ConnectOptions) -> Option<String> {
-        let options = self.options();
-        let authorization = &options.authorization;
-        if !authorization.is_required() {
-            return Some(String::new());
-        }
-        let no_credentials =
-            connect.username.is_empty() && connect.auth_token.is_empty() && connect.nkey.is_empty();
-        if no_credentials {
-            if let Some(user) = &options.no_auth_user {
-                return Some(user.clone());
-            }
-        }
-        if let Some(token) = &authorization.token {
-            if constant_time_equal(connect.auth_token.as_bytes(), token.as_bytes()) {
-                return Some(String::new());
-            }
-        }
-        if let (Some(user), Some(password)) = (&authorization.user, &authorization.password) {
-            if connect.username == *user
-                && constant_time_equal(connect.password.as_bytes(), password.as_bytes())
-            {
-                return Some(user.clone());
-            }
-        }
-        authorization
-            .users
-            .iter()
-            .find(|user| {
-                user.user == connect.username
-                    && constant_time_equal(connect.password.as_bytes(), user.password.as_bytes())
-            })
-            .map(|user| user.user.clone())
+    /// The authenticator in force (rebuilt on reload).
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        Arc::clone(&self.authenticator.read())
     }
 
-    /// The user a connection without CONNECT binds to, if `no_auth_user` names a known one.
-    pub fn no_auth_user(&self) -> Option<String> {
-        let options = self.options();
-        let user = options.no_auth_user.as_ref()?;
-        options
-            .authorization
-            .users
-            .iter()
-            .any(|known| known.user == *user)
-            .then(|| user.clone())
+    /// Checks CONNECT credentials against the authorization in force; `nonce` is the one this
+    /// connection's INFO carried. A bcrypt check runs off the async workers.
+    pub fn authenticate(
+        &self,
+        connect: &ConnectOptions,
+        nonce: Option<&str>,
+    ) -> Result<AuthenticatedUser, AuthError> {
+        let authenticator = self.authenticator();
+        let credentials = Credentials::from(connect);
+        let check = || authenticator.authenticate(&credentials, nonce);
+        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if authenticator.may_be_slow() && multi_threaded {
+            tokio::task::block_in_place(check)
+        } else {
+            check()
+        }
     }
 
     /// Binds listeners and starts serving.
@@ -876,6 +856,7 @@ impl Server {
             logging::error(format_args!("Reload: cannot open log file: {error}"));
         }
         let max_pending = new_options.max_pending;
+        *self.authenticator.write() = Arc::new(Authenticator::from_options(&new_options));
         *self.options.write() = Arc::new(new_options);
         *self.config_load_time.lock() = SystemTime::now();
         for connection in self.connections() {
@@ -1097,16 +1078,6 @@ fn check_unchanged<T: PartialEq + std::fmt::Debug>(
         old: format!("{old:?}"),
         new: format!("{new:?}"),
     })
-}
-
-fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }
 
 /// Milliseconds since the epoch, for monitoring.

@@ -151,6 +151,15 @@ pub struct ClientMetadata {
     pub account: String,
 }
 
+/// What deliveries to a connection must respect, from its user's permissions: subjects it
+/// may not receive (a deny list under a wider subscription), and the reply subjects it is
+/// allowed to answer (`allow_responses`), recorded as requests reach it.
+#[derive(Debug, Default)]
+pub struct DeliveryRules {
+    pub filter: Option<Arc<crate::auth::Permissions>>,
+    pub responses: Option<Arc<Mutex<crate::auth::ResponseTracker>>>,
+}
+
 /// The shared handle of one connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -180,6 +189,10 @@ pub struct Connection {
     subscriptions: Mutex<SubscriptionsBySid>,
     /// Round-trip time of the last server PING, in nanoseconds (0 until measured).
     pub round_trip_nanos: AtomicU64,
+    /// The nonce sent in INFO for clients to sign (NKEY users), if any.
+    pub nonce: Option<String>,
+    has_delivery_rules: AtomicBool,
+    delivery_rules: Mutex<Option<Arc<DeliveryRules>>>,
 }
 
 impl Connection {
@@ -192,6 +205,9 @@ impl Connection {
     ) -> Self {
         let started = SystemTime::now();
         Self {
+            nonce: None,
+            has_delivery_rules: AtomicBool::new(false),
+            delivery_rules: Mutex::new(None),
             id,
             kind,
             remote_address,
@@ -211,6 +227,28 @@ impl Connection {
             subscriptions: Mutex::new(SubscriptionsBySid::default()),
             round_trip_nanos: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the INFO nonce (before sharing).
+    pub fn with_nonce(mut self, nonce: Option<String>) -> Self {
+        self.nonce = nonce;
+        self
+    }
+
+    /// Replaces the delivery rules (at CONNECT and on reload).
+    pub fn set_delivery_rules(&self, rules: Option<DeliveryRules>) {
+        let rules = rules.filter(|rules| rules.filter.is_some() || rules.responses.is_some());
+        self.has_delivery_rules
+            .store(rules.is_some(), Ordering::Release);
+        *self.delivery_rules.lock() = rules.map(Arc::new);
+    }
+
+    /// The delivery rules, without taking a lock for connections that have none.
+    pub fn delivery_rules(&self) -> Option<Arc<DeliveryRules>> {
+        if !self.has_delivery_rules.load(Ordering::Acquire) {
+            return None;
+        }
+        self.delivery_rules.lock().clone()
     }
 
     /// Records the local address the peer reached (set once, before sharing).

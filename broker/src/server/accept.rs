@@ -118,6 +118,11 @@ impl Server {
                 &self.shutdown,
             )
             .with_local_address(stream.local_addr().ok())
+            .with_nonce(
+                self.authenticator()
+                    .needs_nonce()
+                    .then(crate::identity::new_nonce),
+            )
             .with_websocket(kind == ClientListener::WebSocket),
         );
         let admitted = {
