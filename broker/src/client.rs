@@ -381,6 +381,7 @@ impl ClientSession {
             metadata.account.clone_from(&self.account.name);
         }
         self.take_up_permissions(&user);
+        self.bind_account(user.account.as_deref());
         if connect.verbose {
             self.queue_own(server_operations::OK);
         }
@@ -404,10 +405,39 @@ impl ClientSession {
                     .authorized_user
                     .clone_from(&user.name);
                 self.take_up_permissions(&user);
+                self.bind_account(user.account.as_deref());
                 Ok(())
             }
             _ => Err(self.authorization_violation("")),
         }
+    }
+
+    /// Moves the connection into its user's account (the global one without a name). Only
+    /// before it has subscribed: CONNECT comes first whenever accounts have users.
+    fn bind_account(&mut self, name: Option<&str>) {
+        let name = name.unwrap_or(crate::account::GLOBAL_ACCOUNT);
+        let Some(account) = self.server.account(name.as_bytes()) else {
+            logging::error(format_args!(
+                "{} - account {name:?} does not exist",
+                self.describe()
+            ));
+            return;
+        };
+        if Arc::ptr_eq(&account, &self.account) {
+            return;
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.account.client_connections.fetch_sub(1, Relaxed);
+        account.client_connections.fetch_add(1, Relaxed);
+        self.account = account;
+        // Generations of different accounts are unrelated: start the cache afresh.
+        self.match_cache.results.clear();
+        self.match_cache.generation = self.account.generation();
+        self.connection
+            .metadata
+            .lock()
+            .account
+            .clone_from(&self.account.name);
     }
 
     /// Installs the user's permissions: checked here for what the client sends, and on the

@@ -61,6 +61,8 @@ pub struct User {
     pub user: String,
     pub password: String,
     pub permissions: Option<Permissions>,
+    /// The account (`accounts { NAME { users } }`) the user belongs to; `None` is `$G`.
+    pub account: Option<String>,
 }
 
 /// One entry of `authorization { users: [...] }` with an `nkey` (a validated user public key).
@@ -68,6 +70,8 @@ pub struct User {
 pub struct NkeyUser {
     pub nkey: String,
     pub permissions: Option<Permissions>,
+    /// The account the user belongs to; `None` is `$G`.
+    pub account: Option<String>,
 }
 
 impl Authorization {
@@ -268,6 +272,9 @@ pub struct ServerOptions {
     pub system_account: Option<String>,
     /// Routes to the other servers of a cluster, when configured.
     pub cluster: Option<ClusterOptions>,
+    /// Accounts declared in `accounts { }` (their users are in `authorization`, tagged with
+    /// the account), in file order.
+    pub accounts: Vec<String>,
     pub logging: Logging,
     pub pid_file: Option<PathBuf>,
     pub ports_file_dir: Option<PathBuf>,
@@ -310,6 +317,7 @@ impl Default for ServerOptions {
             no_auth_user: None,
             system_account: None,
             cluster: None,
+            accounts: Vec::new(),
             logging: Logging::default(),
             pid_file: None,
             ports_file_dir: None,

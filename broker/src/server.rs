@@ -170,6 +170,11 @@ impl Server {
         let mut accounts = HashMap::new();
         accounts.insert(GLOBAL_ACCOUNT.to_string(), Arc::clone(&global_account));
         accounts.insert(system_name.clone(), Arc::new(Account::new(system_name)));
+        for name in &options.accounts {
+            accounts
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(Account::new(name.clone())));
+        }
         let shutdown = CancellationToken::new();
         let accepting = shutdown.child_token();
         let cluster = options
@@ -265,7 +270,11 @@ impl Server {
     pub fn expire_subscriptions(&self, expired: &[Arc<crate::subscription::Subscription>]) {
         for subscription in expired {
             subscription.connection.remove_subscription(subscription);
-            let account = self.global_account();
+            // A client's subscriptions live in the account it is bound to.
+            let bound = subscription.connection.metadata.lock().account.clone();
+            let account = self
+                .account(bound.as_bytes())
+                .unwrap_or_else(|| self.global_account());
             if subscription.connection.kind == ConnectionKind::Client {
                 self.unsubscribe_local(&account, std::slice::from_ref(subscription));
             } else {
@@ -767,7 +776,9 @@ impl Server {
         subscriptions: &[Arc<crate::subscription::Subscription>],
     ) {
         self.connections.lock().remove(&connection.id);
-        self.global_account
+        let account_name = connection.metadata.lock().account.clone();
+        self.account(account_name.as_bytes())
+            .unwrap_or_else(|| self.global_account())
             .client_connections
             .fetch_sub(1, Ordering::Relaxed);
         let reason = connection
@@ -857,6 +868,16 @@ impl Server {
         }
         let max_pending = new_options.max_pending;
         *self.authenticator.write() = Arc::new(Authenticator::from_options(&new_options));
+        {
+            // Accounts are added by a reload, never removed: connections bound to one whose
+            // users went away fail re-authentication and close.
+            let mut accounts = self.accounts.write();
+            for name in &new_options.accounts {
+                accounts
+                    .entry(name.clone())
+                    .or_insert_with(|| Arc::new(Account::new(name.clone())));
+            }
+        }
         *self.options.write() = Arc::new(new_options);
         *self.config_load_time.lock() = SystemTime::now();
         for connection in self.connections() {

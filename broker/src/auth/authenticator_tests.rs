@@ -45,6 +45,7 @@ fn users(list: &[(&str, &str, Option<Permissions>)]) -> Authorization {
                 user: name.to_string(),
                 password: password.to_string(),
                 permissions: permissions.clone(),
+                account: None,
             })
             .collect(),
         ..Authorization::default()
@@ -262,6 +263,7 @@ fn nkey_authorization(public: &str, permissions: Option<Permissions>) -> Authori
         nkey_users: vec![NkeyUser {
             nkey: public.to_string(),
             permissions,
+            account: None,
         }],
         ..users(&[("alice", "pw", None)])
     }
@@ -365,6 +367,7 @@ fn nkey_users_alone_need_an_nkey() {
         nkey_users: vec![NkeyUser {
             nkey: public,
             permissions: None,
+            account: None,
         }],
         ..Authorization::default()
     };

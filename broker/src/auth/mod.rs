@@ -142,6 +142,8 @@ pub struct AuthenticatedUser {
     pub method: AuthenticationMethod,
     /// `None`: everything is allowed.
     pub permissions: Option<Arc<Permissions>>,
+    /// The account the connection binds to; `None` is the global account.
+    pub account: Option<String>,
 }
 
 impl AuthenticatedUser {
@@ -155,6 +157,13 @@ impl AuthenticatedUser {
 struct PasswordUser {
     password: StoredPassword,
     permissions: Option<Arc<Permissions>>,
+    account: Option<String>,
+}
+
+#[derive(Debug)]
+struct NkeyEntry {
+    permissions: Option<Arc<Permissions>>,
+    account: Option<String>,
 }
 
 #[derive(Debug)]
@@ -167,7 +176,7 @@ enum Mode {
     },
     Users {
         users: HashMap<String, PasswordUser>,
-        nkeys: HashMap<String, Option<Arc<Permissions>>>,
+        nkeys: HashMap<String, NkeyEntry>,
         no_auth_user: Option<String>,
     },
 }
@@ -200,6 +209,7 @@ impl Authenticator {
                         let entry = PasswordUser {
                             password: StoredPassword::new(user.password.clone()),
                             permissions: with_defaults(&user.permissions),
+                            account: user.account.clone(),
                         };
                         (user.user.clone(), entry)
                     })
@@ -207,7 +217,13 @@ impl Authenticator {
                 nkeys: authorization
                     .nkey_users
                     .iter()
-                    .map(|user| (user.nkey.clone(), with_defaults(&user.permissions)))
+                    .map(|user| {
+                        let entry = NkeyEntry {
+                            permissions: with_defaults(&user.permissions),
+                            account: user.account.clone(),
+                        };
+                        (user.nkey.clone(), entry)
+                    })
                     .collect(),
                 no_auth_user: no_auth_user.map(str::to_string),
             }
@@ -254,6 +270,7 @@ impl Authenticator {
                 name: String::new(),
                 method: AuthenticationMethod::None,
                 permissions: None,
+                account: None,
             }),
             Mode::Token(token) => {
                 if credentials.token.is_empty() {
@@ -266,6 +283,7 @@ impl Authenticator {
                     name: String::new(),
                     method: AuthenticationMethod::Token,
                     permissions: None,
+                    account: None,
                 })
             }
             Mode::SingleUser { user, password } => {
@@ -284,6 +302,7 @@ impl Authenticator {
                     name: user.clone(),
                     method: AuthenticationMethod::SingleUser,
                     permissions: None,
+                    account: None,
                 })
             }
             Mode::Users {
@@ -301,6 +320,7 @@ impl Authenticator {
                                 name: name.clone(),
                                 method: AuthenticationMethod::NoAuthUser,
                                 permissions: user.permissions.clone(),
+                                account: user.account.clone(),
                             });
                         }
                     }
@@ -320,6 +340,7 @@ impl Authenticator {
                     name: credentials.user.clone(),
                     method: AuthenticationMethod::User,
                     permissions: user.permissions.clone(),
+                    account: user.account.clone(),
                 })
             }
         }
@@ -327,12 +348,12 @@ impl Authenticator {
 }
 
 fn authenticate_nkey(
-    nkeys: &HashMap<String, Option<Arc<Permissions>>>,
+    nkeys: &HashMap<String, NkeyEntry>,
     credentials: &Credentials,
     nonce: Option<&str>,
 ) -> Result<AuthenticatedUser, AuthError> {
     let nkey = &credentials.nkey;
-    let Some(permissions) = nkeys.get(nkey) else {
+    let Some(entry) = nkeys.get(nkey) else {
         return Err(AuthError::UnknownNkey { nkey: nkey.clone() });
     };
     if credentials.signature.is_empty() {
@@ -351,7 +372,8 @@ fn authenticate_nkey(
     Ok(AuthenticatedUser {
         name: nkey.clone(),
         method: AuthenticationMethod::Nkey,
-        permissions: permissions.clone(),
+        permissions: entry.permissions.clone(),
+        account: entry.account.clone(),
     })
 }
 

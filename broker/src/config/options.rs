@@ -22,6 +22,8 @@ use super::duration::parse_duration;
 use super::value::{Entry, Map, Position, Value, ValueKind};
 use super::ConfigError;
 
+#[path = "accounts.rs"]
+mod accounts;
 #[path = "cluster.rs"]
 mod cluster;
 #[path = "permissions.rs"]
@@ -32,7 +34,6 @@ mod transport;
 /// nats-server options (and aliases) whose features Tern does not have yet.
 const UNSUPPORTED_OPTIONS: &[&str] = &[
     "account_resolver",
-    "accounts",
     "accounts_resolver",
     "connect_error_reports",
     "default_js_domain",
@@ -121,6 +122,15 @@ pub fn validate(options: &ServerOptions) -> Result<(), ConfigError> {
         ));
     }
     let authorization = &options.authorization;
+    let mut user_names = HashSet::new();
+    for user in &authorization.users {
+        if !user_names.insert(user.user.as_str()) {
+            return inconsistent(format!(
+                "user {:?} is defined more than once (users are unique across accounts)",
+                user.user
+            ));
+        }
+    }
     if authorization.user.is_some() && authorization.token.is_some() {
         return inconsistent("can not have both a user and a token".to_string());
     }
@@ -467,6 +477,7 @@ impl Builder {
             "no_header_support" => options.no_header_support = boolean(entry)?,
             "authorization" => self.authorization(entry)?,
             "cluster" => self.cluster(entry)?,
+            "accounts" => self.accounts(entry)?,
             "tls" => self.options.tls = Some(self.tls_block(entry, transport::TlsRole::Server)?),
             "allow_non_tls" => options.allow_non_tls = boolean(entry)?,
             "websocket" | "ws" => self.options.websocket = self.websocket_block(entry)?,
@@ -552,6 +563,20 @@ impl Builder {
             });
         }
         (authorization.users, authorization.nkey_users) = users.unwrap_or_default();
+        // Users declared in `accounts { }` (which may come first in the file) stay.
+        let previous = std::mem::take(&mut self.options.authorization);
+        authorization.users.extend(
+            previous
+                .users
+                .into_iter()
+                .filter(|user| user.account.is_some()),
+        );
+        authorization.nkey_users.extend(
+            previous
+                .nkey_users
+                .into_iter()
+                .filter(|user| user.account.is_some()),
+        );
         self.options.authorization = authorization;
         Ok(())
     }
@@ -609,7 +634,11 @@ impl Builder {
                 };
                 match problem {
                     Some(message) => self.errors.push(invalid(&item.position, message)),
-                    None => nkey_users.push(NkeyUser { nkey, permissions }),
+                    None => nkey_users.push(NkeyUser {
+                        nkey,
+                        permissions,
+                        account: None,
+                    }),
                 }
                 continue;
             }
@@ -627,6 +656,7 @@ impl Builder {
                 user,
                 password: password.unwrap_or_default(),
                 permissions,
+                account: None,
             });
         }
         Ok((users, nkey_users))

@@ -265,6 +265,7 @@ fn authorization_with_users_and_no_auth_user() {
             user: "b".into(),
             password: "pb".into(),
             permissions: None,
+            account: None,
         }
     );
     assert_eq!(users[2].password, "");
@@ -332,8 +333,8 @@ fn options_of_missing_features_are_refused_by_name() {
             "nats.conf:1:1: \"Gateway\" is not supported yet",
         ),
         (
-            "accounts {}\n",
-            "nats.conf:1:1: \"accounts\" is not supported yet",
+            "mappings {}\n",
+            "nats.conf:1:1: \"mappings\" is not supported yet",
         ),
         (
             "mappings {}\n",

@@ -127,6 +127,7 @@ fn a_realistic_config_loads_every_supported_option() {
             user: "app".into(),
             password: "s3cr3t pass".into(),
             permissions: None,
+            account: None,
         }
     );
     assert!(authorization.is_required());
