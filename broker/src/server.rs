@@ -141,6 +141,8 @@ pub struct Server {
     pub server_id: String,
     pub started: SystemTime,
     pub config_load_time: Mutex<SystemTime>,
+    /// `sha256:<hex>` of the config file as last loaded, for `/varz` (empty without a file).
+    pub config_digest: Mutex<String>,
     global_account: Arc<Account>,
     accounts: RwLock<HashMap<String, Arc<Account>>>,
     connections: Mutex<HashMap<u64, Arc<Connection>>>,
@@ -162,6 +164,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(options: ServerOptions) -> Arc<Self> {
+        let digest = config_digest(options.config_file.as_deref());
         let global_account = Arc::new(Account::new(GLOBAL_ACCOUNT));
         let system_name = options
             .system_account
@@ -189,6 +192,7 @@ impl Server {
             server_id: identity::new_server_id(),
             started: now,
             config_load_time: Mutex::new(now),
+            config_digest: Mutex::new(digest),
             global_account,
             accounts: RwLock::new(accounts),
             connections: Mutex::new(HashMap::new()),
@@ -880,6 +884,7 @@ impl Server {
         }
         *self.options.write() = Arc::new(new_options);
         *self.config_load_time.lock() = SystemTime::now();
+        *self.config_digest.lock() = config_digest(self.options().config_file.as_deref());
         for connection in self.connections() {
             connection.outbound.lock().set_max_pending(max_pending);
         }
@@ -1099,6 +1104,18 @@ fn check_unchanged<T: PartialEq + std::fmt::Debug>(
         old: format!("{old:?}"),
         new: format!("{new:?}"),
     })
+}
+
+/// `sha256:<hex>` of a config file's bytes, as nats-server's `/varz` reports it; empty when
+/// there is no file or it cannot be read.
+fn config_digest(path: Option<&std::path::Path>) -> String {
+    use sha2::{Digest, Sha256};
+    let Some(bytes) = path.and_then(|path| std::fs::read(path).ok()) else {
+        return String::new();
+    };
+    let hash = Sha256::digest(&bytes);
+    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// Milliseconds since the epoch, for monitoring.

@@ -178,6 +178,8 @@ pub struct Varz {
     http_req_stats: BTreeMap<&'static str, u64>,
     config_load_time: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    config_digest: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     system_account: String,
 }
 
@@ -279,6 +281,7 @@ pub fn varz(
         subscriptions,
         http_req_stats,
         config_load_time: rfc3339(*server.config_load_time.lock()),
+        config_digest: server.config_digest.lock().clone(),
         system_account: server.system_account_name(),
     }
 }
