@@ -61,7 +61,7 @@ bench: deps
 	$(TARGET_DIR)/release/tern-bench --tern $(TARGET_DIR)/release/tern --nats-server $$(command -v nats-server) $(BENCH_ARGS)
 
 FUZZ_SECONDS ?= 15
-FUZZ_TARGETS := client_parser config_parser connect_json
+FUZZ_TARGETS := client_parser config_parser connect_json authenticate
 
 ## fuzz-smoke: a short run of each fuzz target (nightly toolchain and cargo-fuzz; FUZZ_SECONDS each)
 fuzz-smoke:
