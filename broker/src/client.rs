@@ -17,7 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::account::{Account, Matches};
-use crate::auth::{AuthenticatedUser, AuthenticationMethod, PermissionChecker};
+use crate::auth::{AuthError, AuthenticatedUser, AuthenticationMethod, PermissionChecker};
 use crate::connection::writer::run_writer;
 use crate::connection::{CloseReason, Connection, DeliveryRules};
 use crate::dispatch::{Dispatcher, Message, Publisher, Source};
@@ -671,6 +671,15 @@ impl ClientSession {
                 self.drop_subscriptions_no_longer_allowed();
                 Ok(())
             }
+            // A user that no longer exists is closed without a word, as nats-server does
+            // (it counts as moving to another account); other refusals are told.
+            Err(AuthError::UnknownUser { .. } | AuthError::UnknownNkey { .. }) => {
+                logging::debug(format_args!(
+                    "{} - user removed by reload, closing",
+                    self.describe()
+                ));
+                Err(CloseReason::ClientClosed)
+            }
             Err(_) => {
                 let user = self.connect.username.clone();
                 Err(self.authorization_violation(&user))
@@ -695,7 +704,13 @@ impl ClientSession {
             .collect();
         for subscription in &refused {
             self.connection.remove_subscription(subscription);
-            self.subscription_violation(&subscription.subject, subscription.queue_group.as_deref());
+            // nats-server names the sid when a reload takes a subscription away.
+            let message = format!(
+                "Permissions Violation for Subscription to {} (sid {})",
+                go_quote(&subscription.subject),
+                go_quote(&subscription.sid)
+            );
+            self.send_error(&message);
         }
         self.server.unsubscribe_local(&self.account, &refused);
     }
