@@ -8,7 +8,7 @@ use tern_broker::options::{Authorization, NkeyUser, User};
 use tern_broker::protocol::ConnectOptions;
 
 /// A valid user public NKEY (random, made for this target), so the NKEY path is reachable.
-const NKEY: &str = "UDZXS7YKBWOIH2ZMQYULAGSOY467YKDEHV43SARN3LIREJDJSLRI7TAG";
+const NKEY: &str = "UBZRTP7JM54GKKFWALV65TO2CSV7HVRQUSV3XT6T6DTERDHVCAX7QAP2";
 
 fuzz_target!(|data: &[u8]| {
     let Ok(connect) = ConnectOptions::parse(data) else {
