@@ -1,16 +1,19 @@
 //! A blocking NATS client connection for one load-generator role.
 //!
-//! One thread owns one connection. Reads are batched into a fixed buffer and parsed in place
-//! ([`FrameParser`]); the server's PINGs are answered here and INFO/+OK are ignored, so callers
-//! only see messages and PONGs. Every socket operation is bounded: reads wake up every
-//! [`POLL_INTERVAL`] so callers can check their deadlines and stop flags, and writes fail after
-//! [`WRITE_TIMEOUT`].
+//! One thread owns one connection. It runs over plain TCP, TLS or WebSocket ([`Endpoint`],
+//! [`crate::stream`]); everything above the byte stream is the same for all three. Reads are
+//! batched into a fixed buffer and parsed in place ([`FrameParser`]); the server's PINGs are
+//! answered here and INFO/+OK are ignored, so callers only see messages and PONGs. Every
+//! socket operation is bounded: reads wake up every [`POLL_INTERVAL`] so callers can check
+//! their deadlines and stop flags, and writes fail after [`WRITE_TIMEOUT`].
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{Frame, FrameParser, ParseError};
+use crate::stream::{Stream, TlsStream, WebSocketStream};
 
 /// How long one read waits before returning to its caller with nothing.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -38,6 +41,39 @@ pub enum ClientError {
     Protocol(#[from] ParseError),
     #[error("timed out waiting for {0}")]
     DeadlineExceeded(&'static str),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("WebSocket upgrade: {0}")]
+    WebSocket(String),
+    #[error("the server sent {0} bytes after INFO, before the TLS handshake")]
+    DataBeforeTls(usize),
+}
+
+/// How a client reaches a server's client port.
+#[derive(Debug, Clone)]
+pub enum ClientTransport {
+    Tcp,
+    /// The server sends INFO in plaintext, then the client starts TLS (nats-server's default,
+    /// without `handshake_first`); the certificate is verified against the configured roots.
+    Tls(Arc<rustls::ClientConfig>),
+    /// `address` is the server's WebSocket port; the upgrade comes first, then INFO.
+    WebSocket,
+}
+
+/// Where and how a client connects.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    pub transport: ClientTransport,
+}
+
+impl Endpoint {
+    pub fn tcp(address: SocketAddr) -> Self {
+        Self {
+            address,
+            transport: ClientTransport::Tcp,
+        }
+    }
 }
 
 /// Whether a read returned data or only waited.
@@ -49,7 +85,7 @@ pub enum ReadStatus {
 
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buffer: Vec<u8>,
     filled: usize,
     parser: FrameParser,
@@ -57,19 +93,38 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, waits for INFO, sends CONNECT and completes a PING/PONG round trip.
+    /// Connects over plain TCP, waits for INFO, sends CONNECT and completes a PING/PONG round
+    /// trip.
     pub fn connect(
         address: SocketAddr,
         name: &str,
         buffer_capacity: usize,
         deadline: Instant,
     ) -> Result<Self, ClientError> {
+        Self::connect_to(&Endpoint::tcp(address), name, buffer_capacity, deadline)
+    }
+
+    /// [`Connection::connect`] over the endpoint's transport: for TLS, INFO arrives in
+    /// plaintext and the handshake follows it; for WebSocket, the upgrade comes first.
+    pub fn connect_to(
+        endpoint: &Endpoint,
+        name: &str,
+        buffer_capacity: usize,
+        deadline: Instant,
+    ) -> Result<Self, ClientError> {
+        let address = endpoint.address;
         let timeout = remaining(deadline, "the TCP connection")?;
-        let stream = TcpStream::connect_timeout(&address, timeout)
+        let socket = TcpStream::connect_timeout(&address, timeout)
             .map_err(|source| ClientError::Connect { address, source })?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(POLL_INTERVAL))?;
-        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        socket.set_nodelay(true)?;
+        socket.set_read_timeout(Some(POLL_INTERVAL))?;
+        socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let stream = match &endpoint.transport {
+            ClientTransport::Tcp | ClientTransport::Tls(_) => Stream::Tcp(socket),
+            ClientTransport::WebSocket => Stream::WebSocket(Box::new(WebSocketStream::handshake(
+                socket, address, deadline,
+            )?)),
+        };
         let mut connection = Self {
             stream,
             buffer: vec![0; buffer_capacity],
@@ -78,6 +133,9 @@ impl Connection {
             info_received: false,
         };
         connection.wait_for_info(deadline)?;
+        if let ClientTransport::Tls(config) = &endpoint.transport {
+            connection = connection.start_tls(address, Arc::clone(config), deadline)?;
+        }
         let connect = format!(
             "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":false,\"headers\":false,\
              \"protocol\":1,\"name\":\"{name}\",\"lang\":\"tern-bench\",\"version\":\"{}\"}}\r\n",
@@ -117,6 +175,37 @@ impl Connection {
 
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.stream.write_all(bytes).map_err(ClientError::from)
+    }
+
+    /// Replaces the plain socket that carried INFO by a TLS session over it.
+    fn start_tls(
+        self,
+        address: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        deadline: Instant,
+    ) -> Result<Self, ClientError> {
+        let Self {
+            stream,
+            buffer,
+            filled,
+            parser,
+            info_received,
+        } = self;
+        // The server waits for the ClientHello, so nothing may follow INFO yet.
+        if filled > 0 {
+            return Err(ClientError::DataBeforeTls(filled));
+        }
+        let Stream::Tcp(socket) = stream else {
+            return Err(ClientError::Tls("TLS over a non-TCP stream".to_owned()));
+        };
+        let stream = TlsStream::handshake(socket, address, config, deadline)?;
+        Ok(Self {
+            stream: Stream::Tls(Box::new(stream)),
+            buffer,
+            filled,
+            parser,
+            info_received,
+        })
     }
 
     /// Performs one read (waiting at most [`POLL_INTERVAL`]) and reports every complete
@@ -161,8 +250,8 @@ impl Connection {
         Ok(ReadStatus::Data)
     }
 
-    /// Gives up the parser and buffer, keeping only the socket (for idle connections).
-    pub fn into_stream(self) -> TcpStream {
+    /// Gives up the parser and buffer, keeping only the stream (for idle connections).
+    pub fn into_stream(self) -> Stream {
         self.stream
     }
 

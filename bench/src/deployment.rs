@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::client::{probe_until_delivered, ClientError, Connection, HANDSHAKE_BUFFER_CAPACITY};
 use crate::protocol::Frame;
-use crate::server_process::{ClusterOptions, ServerError, ServerProcess};
+use crate::server_process::{ClusterOptions, ConfigFile, ServerError, ServerProcess};
 use crate::system;
 
 /// The `--cluster_name` of both members of a pair.
@@ -69,15 +69,17 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Starts the servers of `topology` from `executable` and, for a pair, waits for the route.
+    /// Starts the servers of `topology` from `executable`, each with `config` if given, and,
+    /// for a pair, waits for the route.
     pub fn start(
         topology: Topology,
         label: &str,
         executable: &Path,
+        config: Option<ConfigFile<'_>>,
     ) -> Result<Self, DeploymentError> {
         match topology {
             Topology::Single => Ok(Self {
-                a: ServerProcess::start(label, executable, None)?,
+                a: ServerProcess::start(label, executable, None, config)?,
                 b: None,
             }),
             Topology::RoutedPair => {
@@ -88,6 +90,7 @@ impl Deployment {
                         name: CLUSTER_NAME,
                         routes: &[],
                     }),
+                    config,
                 )?;
                 // `start` of a cluster member fails unless its ports file has a cluster address.
                 let routes: Vec<SocketAddr> = a.cluster_address().into_iter().collect();
@@ -98,6 +101,7 @@ impl Deployment {
                         name: CLUSTER_NAME,
                         routes: &routes,
                     }),
+                    config,
                 )?;
                 if let Err(source) = await_route(&a, &b) {
                     // A crashed member explains a missing route better than the timeout does.

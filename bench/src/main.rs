@@ -8,7 +8,8 @@
 //! Each scenario runs N times per server, alternating servers run by run (Tern, nats-server,
 //! Tern, ...), each run against a freshly started server (or, for the route-hop scenarios, a
 //! freshly started pair of the same server joined by a route); the tables show medians. The load
-//! generator speaks the client protocol by hand over blocking sockets, one thread per client.
+//! generator speaks the client protocol by hand over blocking sockets (plain TCP, or TLS or
+//! WebSocket for those scenarios, with certificates generated at start), one thread per client.
 //! Servers are child processes owned by this process: they are killed when a run ends, on
 //! error, and on SIGINT/SIGTERM. Exits non-zero when any run failed.
 
@@ -18,7 +19,9 @@ mod protocol;
 mod report;
 mod scenarios;
 mod server_process;
+mod stream;
 mod system;
+mod transport;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +32,7 @@ use anyhow::{bail, Context};
 use deployment::Topology;
 use report::{ScenarioResults, NATS_SERVER_LABEL, TERN_LABEL};
 use scenarios::{Measurement, RunOutcome, RunRecord, Scenario, ScenarioKind, Settings};
+use transport::{Transport, TransportFiles};
 
 const USAGE: &str = "\
 usage: tern-bench --tern <path> --nats-server <path> [options]
@@ -198,6 +202,20 @@ fn run() -> anyhow::Result<Outcome> {
     if selected.is_empty() {
         bail!("no scenario matches {:?}; see --list", options.filters);
     }
+    let transport_files = if selected
+        .iter()
+        .any(|scenario| scenario.transport != Transport::Tcp)
+    {
+        let files = TransportFiles::generate()
+            .context("generating the TLS certificates and server config files")?;
+        eprintln!(
+            "TLS certificates and server config files: {}",
+            files.directory().display()
+        );
+        Some(files)
+    } else {
+        None
+    };
 
     let started = Instant::now();
     let total_runs = selected.len() * options.runs * 2;
@@ -217,7 +235,13 @@ fn run() -> anyhow::Result<Outcome> {
                 (NATS_SERVER_LABEL, &options.nats_server, &mut nats_server),
             ] {
                 run_number += 1;
-                let record = scenarios::run_once(&scenario, label, executable, &options.settings);
+                let record = scenarios::run_once(
+                    &scenario,
+                    label,
+                    executable,
+                    &options.settings,
+                    transport_files.as_ref(),
+                );
                 // Runs cut short by an interrupt measure nothing; report none of them.
                 if server_process::interrupted() {
                     return Ok(Outcome::Interrupted);

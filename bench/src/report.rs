@@ -13,6 +13,7 @@ use crate::scenarios::{
     payload_label, Measurement, RunOutcome, RunRecord, Scenario, ScenarioKind, Settings, Table,
     GROUP_SIZE,
 };
+use crate::transport::Transport;
 
 pub const TERN_LABEL: &str = "Tern";
 pub const NATS_SERVER_LABEL: &str = "nats-server";
@@ -165,6 +166,15 @@ fn table_title(table: Table) -> String {
              {CLUSTER_NAME:?}, requester on A, responder on B (each round trip crosses the \
              route twice), sequential 16 B requests; microseconds (lower is better)"
         ),
+        Table::TlsPublishSubscribe => "TLS, publish/subscribe 1:1: publisher and subscriber \
+                                       over TLS 1.3 (TLS13_AES_128_GCM_SHA256); measured at \
+                                       the subscriber (higher is better)"
+            .to_owned(),
+        Table::WebSocketPublishSubscribe => {
+            "WebSocket, publish/subscribe 1:1: publisher and subscriber over WebSocket (no TLS, \
+             masked client frames); measured at the subscriber (higher is better)"
+                .to_owned()
+        }
     }
 }
 
@@ -397,6 +407,8 @@ struct JsonScenario<'a> {
     table: Table,
     /// `single`, or `routed_pair`: clients sending on server A, receiving on server B.
     topology: Topology,
+    /// How the clients connect: `tcp`, `tls` or `websocket`.
+    transport: Transport,
     /// Tern / nats-server of the headline median: msgs/s (higher is better), p50 latency or
     /// KiB per connection (lower is better).
     ratio: Option<f64>,
@@ -427,6 +439,7 @@ pub fn write_json(
                 name: &result.scenario.name,
                 table: result.scenario.table,
                 topology: result.scenario.topology,
+                transport: result.scenario.transport,
                 ratio: ratio(tern, nats_server),
                 tern: JsonServer {
                     median: tern,

@@ -5,7 +5,9 @@
 //! server writes there (`<exe>_<pid>.ports`). A cluster member ([`ClusterOptions`]) also gets
 //! `--cluster nats://127.0.0.1:-1 --cluster_name <name>` and, to join another member,
 //! `--routes nats-route://<its cluster address>`; its cluster port is read from the same ports
-//! file. Every child is recorded in a process-wide registry so that dropping a
+//! file. A server of a TLS or WebSocket scenario also gets `-c <config file>` ([`ConfigFile`]:
+//! the same file for both kinds of server); a WebSocket port is read from the ports file's
+//! `websocket` key. Every child is recorded in a process-wide registry so that dropping a
 //! [`ServerProcess`] *and* an interrupt ([`stop_all`]) kill it.
 
 use std::collections::BTreeMap;
@@ -63,22 +65,33 @@ pub struct ClusterOptions<'a> {
     pub routes: &'a [SocketAddr],
 }
 
+/// A configuration file passed with `-c` (command-line flags still win over it).
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigFile<'a> {
+    pub path: &'a Path,
+    /// Whether it opens a WebSocket port, which the ports file must then list.
+    pub websocket: bool,
+}
+
 /// The listening addresses read from a ports file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Ports {
     client: SocketAddr,
     cluster: Option<SocketAddr>,
+    websocket: Option<SocketAddr>,
 }
 
-/// Children that are running, by process id, with the directory holding their files; once
-/// `stopping` is set no child may be added.
+/// Children that are running, by process id, with the directory holding their files, and
+/// other directories to remove on an interrupt; once `stopping` is set no child may be added.
 struct Registry {
     children: BTreeMap<u32, (Child, PathBuf)>,
+    directories: Vec<PathBuf>,
     stopping: bool,
 }
 
 static RUNNING: Mutex<Registry> = Mutex::new(Registry {
     children: BTreeMap::new(),
+    directories: Vec::new(),
     stopping: false,
 });
 
@@ -90,16 +103,27 @@ fn running() -> MutexGuard<'static, Registry> {
 /// Kills every running server, removes its directory and refuses to start new ones; for
 /// interrupts.
 pub fn stop_all() {
-    let children = {
+    let (children, directories) = {
         let mut registry = running();
         registry.stopping = true;
-        std::mem::take(&mut registry.children)
+        (
+            std::mem::take(&mut registry.children),
+            std::mem::take(&mut registry.directories),
+        )
     };
     for (_, (mut child, directory)) in children {
         kill_and_reap(&mut child);
         // Best effort: the process is about to exit.
         let _ = std::fs::remove_dir_all(directory);
     }
+    for directory in directories {
+        let _ = std::fs::remove_dir_all(directory);
+    }
+}
+
+/// Has [`stop_all`] remove `directory` too (an interrupt exits without running destructors).
+pub fn remove_on_interrupt(directory: &Path) {
+    running().directories.push(directory.to_path_buf());
 }
 
 /// Whether [`stop_all`] has run: the benchmark is being interrupted.
@@ -120,18 +144,22 @@ pub struct ServerProcess {
     client_address: SocketAddr,
     /// Set for cluster members.
     cluster_address: Option<SocketAddr>,
+    /// Set when the config file opens a WebSocket port.
+    websocket_address: Option<SocketAddr>,
     log_path: PathBuf,
     /// Removed on drop, after the child was killed.
     _directory: tempfile::TempDir,
 }
 
 impl ServerProcess {
-    /// Starts `executable`, alone or as a cluster member, and waits until it has written its
-    /// ports file (with the cluster address too for a member).
+    /// Starts `executable`, alone or as a cluster member, optionally with a config file, and
+    /// waits until it has written its ports file (with the cluster address too for a member,
+    /// and the WebSocket address when the config opens that port).
     pub fn start(
         label: &str,
         executable: &Path,
         cluster: Option<ClusterOptions<'_>>,
+        config: Option<ConfigFile<'_>>,
     ) -> Result<Self, ServerError> {
         // Starting under the lock means an interrupt either prevents the start or finds the
         // child and its directory in the registry.
@@ -151,6 +179,9 @@ impl ServerProcess {
         let log = File::create(&log_path).map_err(spawn_error)?;
         let log_for_stderr = log.try_clone().map_err(spawn_error)?;
         let mut command = Command::new(executable);
+        if let Some(config) = config {
+            command.arg("-c").arg(config.path);
+        }
         command
             .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
             .arg(directory.path());
@@ -187,12 +218,18 @@ impl ServerProcess {
             pid,
             client_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             cluster_address: None,
+            websocket_address: None,
             log_path,
             _directory: directory,
         };
-        let ports = server.wait_for_ports_file(cluster.is_some())?;
+        let wanted = Wanted {
+            cluster: cluster.is_some(),
+            websocket: config.is_some_and(|config| config.websocket),
+        };
+        let ports = server.wait_for_ports_file(wanted)?;
         server.client_address = ports.client;
         server.cluster_address = ports.cluster;
+        server.websocket_address = ports.websocket;
         Ok(server)
     }
 
@@ -207,6 +244,11 @@ impl ServerProcess {
     /// Where other members connect their routes; `None` unless started as a cluster member.
     pub fn cluster_address(&self) -> Option<SocketAddr> {
         self.cluster_address
+    }
+
+    /// Where WebSocket clients connect; `None` unless the config file opened that port.
+    pub fn websocket_address(&self) -> Option<SocketAddr> {
+        self.websocket_address
     }
 
     pub fn label(&self) -> &str {
@@ -230,7 +272,7 @@ impl ServerProcess {
         }
     }
 
-    fn wait_for_ports_file(&self, clustered: bool) -> Result<Ports, ServerError> {
+    fn wait_for_ports_file(&self, wanted: Wanted) -> Result<Ports, ServerError> {
         let suffix = format!("_{}.ports", self.pid);
         let directory = self.log_path.parent().unwrap_or(Path::new("."));
         let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -240,16 +282,20 @@ impl ServerProcess {
                 // The file may be seen before it is fully written: retry until it parses.
                 if let Ok(content) = std::fs::read_to_string(&path) {
                     let ports = ports_from(&content);
-                    match ports {
-                        Some(ports) if ports.cluster.is_some() || !clustered => return Ok(ports),
+                    let missing = match ports {
+                        None => Some("client"),
+                        Some(ports) => wanted.missing(ports),
+                    };
+                    match (ports, missing) {
+                        (Some(ports), None) => return Ok(ports),
+                        (_, Some(missing)) if content.ends_with('}') => {
+                            return Err(ServerError::BadPortsFile {
+                                path: path.display().to_string(),
+                                missing,
+                                content,
+                            });
+                        }
                         _ => {}
-                    }
-                    if content.ends_with('}') {
-                        return Err(ServerError::BadPortsFile {
-                            path: path.display().to_string(),
-                            missing: if ports.is_some() { "cluster" } else { "client" },
-                            content,
-                        });
                     }
                 }
             }
@@ -282,6 +328,26 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Which addresses besides the client port a ports file must list.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    cluster: bool,
+    websocket: bool,
+}
+
+impl Wanted {
+    /// The first wanted address `ports` lacks.
+    fn missing(self, ports: Ports) -> Option<&'static str> {
+        if self.cluster && ports.cluster.is_none() {
+            Some("cluster")
+        } else if self.websocket && ports.websocket.is_none() {
+            Some("websocket")
+        } else {
+            None
+        }
+    }
+}
+
 fn find_ports_file(directory: &Path, suffix: &str) -> Option<PathBuf> {
     std::fs::read_dir(directory)
         .ok()?
@@ -295,7 +361,8 @@ fn find_ports_file(directory: &Path, suffix: &str) -> Option<PathBuf> {
 }
 
 /// The addresses in a complete ports file: the first client URL (nats-server 2.9 names the
-/// key `nats`; `client` is accepted too) and the first cluster URL (key `cluster`), if any.
+/// key `nats`; `client` is accepted too), and the first cluster URL (key `cluster`) and
+/// WebSocket URL (key `websocket`, `ws://host:port`), if any.
 fn ports_from(content: &str) -> Option<Ports> {
     let ports: serde_json::Value = serde_json::from_str(content).ok()?;
     let first_address = |key: &str| -> Option<SocketAddr> {
@@ -306,6 +373,7 @@ fn ports_from(content: &str) -> Option<Ports> {
     Some(Ports {
         client: first_address("nats").or_else(|| first_address("client"))?,
         cluster: first_address("cluster"),
+        websocket: first_address("websocket"),
     })
 }
 
@@ -319,6 +387,7 @@ mod tests {
         let client_only = Some(Ports {
             client: expected,
             cluster: None,
+            websocket: None,
         });
         assert_eq!(
             ports_from(r#"{"nats":["nats://127.0.0.1:4222"]}"#),
@@ -346,6 +415,26 @@ mod tests {
             ports_from(r#"{"nats":["nats://127.0.0.1:4222"],"cluster":[]}"#)
                 .map(|ports| ports.cluster),
             Some(None)
+        );
+    }
+
+    #[test]
+    fn websocket_address_is_read_when_present() {
+        let content = r#"{"nats":["nats://127.0.0.1:4222"],"websocket":["ws://127.0.0.1:8080"]}"#;
+        let ports = ports_from(content);
+        assert_eq!(
+            ports.and_then(|ports| ports.websocket),
+            Some("127.0.0.1:8080".parse().expect("literal address"))
+        );
+        let wanted = Wanted {
+            cluster: false,
+            websocket: true,
+        };
+        assert_eq!(ports.and_then(|ports| wanted.missing(ports)), None);
+        let plain = ports_from(r#"{"nats":["nats://127.0.0.1:4222"]}"#);
+        assert_eq!(
+            plain.and_then(|ports| wanted.missing(ports)),
+            Some("websocket")
         );
     }
 }

@@ -6,12 +6,12 @@
 //! descriptor here and one in the server, which inherits the same limit); when the cap bites,
 //! the result says how many connections were measured.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::ScenarioError;
 use crate::client::{Connection, HANDSHAKE_BUFFER_CAPACITY};
 use crate::server_process::ServerProcess;
+use crate::stream::Stream;
 use crate::system;
 
 /// Descriptors kept free for the benchmark's own files, sockets and pipes.
@@ -56,7 +56,7 @@ pub fn run(
     std::thread::sleep(plan.settle);
     let baseline = system::resident_bytes(server.pid())?;
     let all_deadline = Instant::now() + CONNECT_ALL_TIMEOUT;
-    let mut streams: Vec<TcpStream> = Vec::with_capacity(connections);
+    let mut streams: Vec<Stream> = Vec::with_capacity(connections);
     for _ in 0..connections {
         let deadline = all_deadline.min(Instant::now() + CONNECT_ONE_TIMEOUT);
         let connection = Connection::connect(

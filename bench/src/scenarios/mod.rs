@@ -5,6 +5,9 @@
 //! servers of the same kind joined by a route ([`Topology::RoutedPair`]), with the sending
 //! clients on A and the receiving ones on B. CPU time of the server(s) and of this process over
 //! the run is recorded next to the result, to show whether the load generator kept up.
+//! Clients use plain TCP except in the TLS and WebSocket scenarios ([`Transport`]), whose
+//! servers get the config file of that transport and whose publisher and subscriber both use
+//! it.
 
 pub mod idle_memory;
 pub mod latency;
@@ -19,12 +22,15 @@ use crate::client::ClientError;
 use crate::deployment::{Deployment, Topology};
 use crate::server_process::ServerError;
 use crate::system::{self, SystemError};
+use crate::transport::{self, Transport, TransportError, TransportFiles};
 use idle_memory::IdleMemoryPlan;
 use latency::LatencyPlan;
 use throughput::{Delivery, Endpoints, ThroughputPlan};
 
 /// Payload sizes of the throughput scenarios, in bytes.
 pub const PAYLOAD_SIZES: [usize; 4] = [16, 128, 1024, 16 * 1024];
+/// Payload sizes of the TLS and WebSocket publish/subscribe scenarios.
+pub const TRANSPORT_PAYLOAD_SIZES: [usize; 3] = [16, 128, 16 * 1024];
 /// Subscribers in the fan-out scenario and members in the queue-group scenario.
 pub const GROUP_SIZE: usize = 4;
 
@@ -36,6 +42,8 @@ pub enum ScenarioError {
     Server(#[from] ServerError),
     #[error(transparent)]
     System(#[from] SystemError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     #[error("subscriber {index}: {error}")]
     Subscriber { index: usize, error: ClientError },
     #[error("a subscriber failed")]
@@ -66,6 +74,10 @@ pub enum Table {
     RoutePublishSubscribe,
     /// Request/reply with the requester on A and the responder on B of a pair.
     RouteRequestReply,
+    /// Publish/subscribe 1:1 with both clients over TLS.
+    TlsPublishSubscribe,
+    /// Publish/subscribe 1:1 with both clients over WebSocket.
+    WebSocketPublishSubscribe,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +96,7 @@ pub struct Scenario {
     pub table: Table,
     pub kind: ScenarioKind,
     pub topology: Topology,
+    pub transport: Transport,
 }
 
 /// Every scenario, in the order they run and are reported.
@@ -117,6 +130,7 @@ pub fn all() -> Vec<Scenario> {
                     payload_size,
                 },
                 topology: Topology::Single,
+                transport: Transport::Tcp,
             });
         }
     }
@@ -125,12 +139,14 @@ pub fn all() -> Vec<Scenario> {
         table: Table::RequestReply,
         kind: ScenarioKind::RequestReply,
         topology: Topology::Single,
+        transport: Transport::Tcp,
     });
     scenarios.push(Scenario {
         name: "idle-memory".to_owned(),
         table: Table::IdleMemory,
         kind: ScenarioKind::IdleMemory,
         topology: Topology::Single,
+        transport: Transport::Tcp,
     });
     for payload_size in PAYLOAD_SIZES {
         scenarios.push(Scenario {
@@ -141,6 +157,7 @@ pub fn all() -> Vec<Scenario> {
                 payload_size,
             },
             topology: Topology::RoutedPair,
+            transport: Transport::Tcp,
         });
     }
     scenarios.push(Scenario {
@@ -148,7 +165,29 @@ pub fn all() -> Vec<Scenario> {
         table: Table::RouteRequestReply,
         kind: ScenarioKind::RequestReply,
         topology: Topology::RoutedPair,
+        transport: Transport::Tcp,
     });
+    for (table, prefix, transport) in [
+        (Table::TlsPublishSubscribe, "tls", Transport::Tls),
+        (
+            Table::WebSocketPublishSubscribe,
+            "websocket",
+            Transport::WebSocket,
+        ),
+    ] {
+        for payload_size in TRANSPORT_PAYLOAD_SIZES {
+            scenarios.push(Scenario {
+                name: format!("{prefix}-pubsub-{}", payload_label(payload_size)),
+                table,
+                kind: ScenarioKind::Throughput {
+                    delivery: Delivery::OneToOne,
+                    payload_size,
+                },
+                topology: Topology::Single,
+                transport,
+            });
+        }
+    }
     scenarios
 }
 
@@ -239,19 +278,29 @@ pub enum RunOutcome {
 }
 
 /// Starts fresh servers from `executable` (one, or a routed pair), runs `scenario` once
-/// against them, and stops them.
+/// against them, and stops them. TLS and WebSocket scenarios need the generated `files`.
 pub fn run_once(
     scenario: &Scenario,
     label: &str,
     executable: &Path,
     settings: &Settings,
+    files: Option<&TransportFiles>,
 ) -> RunRecord {
     let wall_start = Instant::now();
-    let servers = match Deployment::start(scenario.topology, label, executable) {
+    let config = match (scenario.transport, files) {
+        (Transport::Tcp, _) => Ok(None),
+        (transport, Some(files)) => Ok(files.server_config(transport)),
+        (_, None) => Err(TransportError::NotGenerated.to_string()),
+    };
+    let started = config.and_then(|config| {
+        Deployment::start(scenario.topology, label, executable, config)
+            .map_err(|error| error.to_string())
+    });
+    let servers = match started {
         Ok(servers) => servers,
         Err(error) => {
             return RunRecord {
-                outcome: RunOutcome::Failed(error.to_string()),
+                outcome: RunOutcome::Failed(error),
                 wall_seconds: wall_start.elapsed().as_secs_f64(),
                 server_cpu_percent: None,
                 bench_cpu_percent: None,
@@ -261,7 +310,7 @@ pub fn run_once(
     let server_cpu_before = servers.cpu_time();
     let bench_cpu_before = system::own_cpu_time().ok();
     let measure_start = Instant::now();
-    let result = measure(scenario, &servers, settings);
+    let result = measure(scenario, &servers, settings, files);
     let measured = measure_start.elapsed();
     let server_cpu_percent = cpu_percent(server_cpu_before, servers.cpu_time(), measured);
     let bench_cpu_percent = cpu_percent(bench_cpu_before, system::own_cpu_time().ok(), measured);
@@ -286,6 +335,7 @@ fn measure(
     scenario: &Scenario,
     servers: &Deployment,
     settings: &Settings,
+    files: Option<&TransportFiles>,
 ) -> Result<Measurement, ScenarioError> {
     let sender = servers.sender_side().client_address();
     let receiver = servers.receiver_side().client_address();
@@ -300,10 +350,14 @@ fn measure(
                 duration: settings.throughput_duration,
             };
             let endpoints = Endpoints {
-                publisher: sender,
-                subscribers: receiver,
+                publisher: transport::endpoint(scenario.transport, servers.sender_side(), files)?,
+                subscribers: transport::endpoint(
+                    scenario.transport,
+                    servers.receiver_side(),
+                    files,
+                )?,
             };
-            let result = throughput::run(endpoints, plan)?;
+            let result = throughput::run(&endpoints, plan)?;
             let seconds = result.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
             let messages_per_second = result.messages as f64 / seconds;
             Ok(Measurement::Throughput {
@@ -358,10 +412,41 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), scenarios.len());
-        assert_eq!(scenarios.len(), 5 * PAYLOAD_SIZES.len() + 3);
+        assert_eq!(
+            scenarios.len(),
+            5 * PAYLOAD_SIZES.len() + 3 + 2 * TRANSPORT_PAYLOAD_SIZES.len()
+        );
         assert!(names.contains(&"queue4-16KiB"));
         assert!(names.contains(&"pub-128B"));
         assert!(names.contains(&"route-pubsub-1KiB"));
+        assert!(names.contains(&"tls-pubsub-16KiB"));
+        assert!(names.contains(&"websocket-pubsub-128B"));
+    }
+
+    #[test]
+    fn transport_filters_select_exactly_their_scenarios() {
+        let scenarios = all();
+        for (filter, transport) in [("tls", Transport::Tls), ("websocket", Transport::WebSocket)] {
+            let selected: Vec<&Scenario> = scenarios
+                .iter()
+                .filter(|scenario| scenario.name.contains(filter))
+                .collect();
+            assert_eq!(selected.len(), TRANSPORT_PAYLOAD_SIZES.len());
+            assert!(selected
+                .iter()
+                .all(|scenario| scenario.transport == transport
+                    && scenario.topology == Topology::Single));
+        }
+        assert!(scenarios
+            .iter()
+            .filter(|scenario| scenario.transport != Transport::Tcp)
+            .all(|scenario| matches!(
+                scenario.kind,
+                ScenarioKind::Throughput {
+                    delivery: Delivery::OneToOne,
+                    ..
+                }
+            )));
     }
 
     #[test]

@@ -20,8 +20,11 @@
 //! every subscriber received one (see [`probe_until_delivered`]), so no measured message is
 //! published before the publisher's server knows about the subscriptions. Probes carry a reply
 //! subject and measured messages none; subscribers count only the latter.
+//!
+//! Transports. Over TLS or WebSocket ([`Endpoint`]) everything above is unchanged: the
+//! publisher's batch is one TLS write (up to four records) or one masked binary WebSocket
+//! message, and subscribers count `MSG` frames in the decrypted or unframed byte stream.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,7 @@ use serde::Serialize;
 
 use super::ScenarioError;
 use crate::client::{
-    probe_until_delivered, remaining, ClientError, Connection, HANDSHAKE_BUFFER_CAPACITY,
+    probe_until_delivered, remaining, ClientError, Connection, Endpoint, HANDSHAKE_BUFFER_CAPACITY,
     LOAD_BUFFER_CAPACITY,
 };
 use crate::protocol::Frame;
@@ -112,11 +115,11 @@ impl Delivery {
     }
 }
 
-/// Where the clients connect: the same server, or two servers joined by a route.
-#[derive(Debug, Clone, Copy)]
+/// Where and how the clients connect: the same server, or two servers joined by a route.
+#[derive(Debug, Clone)]
 pub struct Endpoints {
-    pub publisher: SocketAddr,
-    pub subscribers: SocketAddr,
+    pub publisher: Endpoint,
+    pub subscribers: Endpoint,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,15 +150,15 @@ struct SubscriberOutcome {
     last_receive: Option<Instant>,
 }
 
-pub fn run(endpoints: Endpoints, plan: ThroughputPlan) -> Result<ThroughputResult, ScenarioError> {
+pub fn run(endpoints: &Endpoints, plan: ThroughputPlan) -> Result<ThroughputResult, ScenarioError> {
     let subject = format!("bench.throughput.{}", plan.payload_size);
     let setup_deadline = Instant::now() + SETUP_TIMEOUT;
     let subscriber_count = plan.delivery.subscriber_count();
     let mut subscribers = Vec::with_capacity(subscriber_count);
     for index in 0..subscriber_count {
         let name = format!("subscriber-{index}");
-        let mut connection = Connection::connect(
-            endpoints.subscribers,
+        let mut connection = Connection::connect_to(
+            &endpoints.subscribers,
             &name,
             LOAD_BUFFER_CAPACITY,
             setup_deadline,
@@ -163,13 +166,13 @@ pub fn run(endpoints: Endpoints, plan: ThroughputPlan) -> Result<ThroughputResul
         connection.subscribe(&subject, plan.delivery.queue_group(), 1, setup_deadline)?;
         subscribers.push(connection);
     }
-    let mut publisher = Connection::connect(
-        endpoints.publisher,
+    let mut publisher = Connection::connect_to(
+        &endpoints.publisher,
         "publisher",
         HANDSHAKE_BUFFER_CAPACITY,
         setup_deadline,
     )?;
-    if endpoints.publisher != endpoints.subscribers {
+    if endpoints.publisher.address != endpoints.subscribers.address {
         let probe = format!("PUB {subject} {PROBE_REPLY_SUBJECT} 0\r\n\r\n");
         probe_until_delivered(
             &mut publisher,
