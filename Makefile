@@ -7,7 +7,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Debian installs nats-server into /usr/sbin, which a non-login PATH may lack.
 export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
 
-.PHONY: run build deps test e2e bench fuzz-smoke
+.PHONY: run build deps test e2e bench fuzz-smoke chart images
 
 ## run: the broker in release mode with its built-in defaults: clients on 4222, monitoring on 8222
 ## (other flags: ARGS="-c my.conf ...")
@@ -38,6 +38,8 @@ test:
 	step build-tern $(CARGO) build -p tern-broker --bin tern; \
 	step tests run_tests; \
 	step python-clients python3 -m pytest e2e/python -q -p no:cacheprovider; \
+	step chart $(MAKE) --no-print-directory chart; \
+	step images $(MAKE) --no-print-directory images IMAGE_PROFILE=debug; \
 	if [ -f broker/fuzz/Cargo.toml ]; then step fuzz-smoke $(MAKE) --no-print-directory fuzz-smoke; fi; \
 	echo; echo "make test summary"; \
 	for name in "$${passed[@]}"; do echo "  ok      $$name"; done; \
@@ -48,6 +50,32 @@ test:
 	    if ($$(i + 1) ~ /^ignored/) s += $$i } } \
 	  END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$$test_log"; \
 	[ "$${#failed[@]}" -eq 0 ]
+
+IMAGE_PROFILE ?= release
+
+## images: the broker and operator images (FROM scratch) built with podman, the broker image started
+## and connected to (IMAGE_PROFILE=debug reuses the debug build; `make test` does; podman from `make deps`)
+images:
+	CARGO="$(CARGO)" bash e2e/setup/images.sh --profile $(IMAGE_PROFILE)
+
+CHART := charts/tern-operator
+# helm built by `make deps` (e2e/setup/install-test-deps.sh) into .cache/helm, else from PATH.
+HELM ?= $(if $(wildcard .cache/helm/helm),.cache/helm/helm,helm)
+
+## chart: the Helm chart: its CRD copies match crds/, helm lint, helm template (default values and
+## $(CHART)/ci/options-values.yaml) checked by charts/check_rendered.py (RBAC, Deployment, CRDs)
+chart:
+	@command -v $(HELM) >/dev/null 2>&1 || { echo "chart: helm not found ($(HELM)): run make deps" >&2; exit 1; }
+	@diff -q -r -x README.md crds $(CHART)/files/crds >/dev/null || { \
+	  diff -q -r -x README.md crds $(CHART)/files/crds >&2 || true; \
+	  echo "chart: $(CHART)/files/crds/ is stale: it must equal crds/; run: rm $(CHART)/files/crds/*.yaml \&\& cp crds/*.tern.dev.yaml $(CHART)/files/crds/" >&2; \
+	  exit 1; }
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) -f $(CHART)/ci/options-values.yaml
+	$(HELM) template tern-operator $(CHART) -n tern-system \
+	  | python3 charts/check_rendered.py $(CHART) tern-system
+	$(HELM) template tern-operator $(CHART) -n tern-system -f $(CHART)/ci/options-values.yaml \
+	  | python3 charts/check_rendered.py $(CHART) tern-system $(CHART)/ci/options-values.yaml
 
 ## e2e: the black-box suites against Tern and nats-server (the Kubernetes tier comes later)
 e2e: deps

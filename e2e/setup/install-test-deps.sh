@@ -131,19 +131,90 @@ step_cargo_fuzz() {
 
 # The nats-py client suite (e2e/python) needs nats-py and pytest from PyPI.
 step_nats_py() {
-  if python3 -c 'import importlib.metadata as m, pytest; assert m.version("nats-py") == "2.16.0"' >/dev/null 2>&1; then
+  if python3 -c 'import importlib.metadata as m, pytest, yaml; assert m.version("nats-py") == "2.16.0"' >/dev/null 2>&1; then
     log "nats-py: 2.16.0"
     return 0
   fi
-  log "installing nats-py 2.16.0 and pytest from PyPI"
-  if python3 -m pip install --quiet --disable-pip-version-check 'nats-py==2.16.0' pytest >/dev/null 2>&1; then
+  log "installing nats-py 2.16.0, pytest and PyYAML (chart check) from PyPI"
+  if python3 -m pip install --quiet --disable-pip-version-check 'nats-py==2.16.0' pytest pyyaml >/dev/null 2>&1; then
     return 0
   fi
   log "cannot install nats-py (python3 -m pip install nats-py==2.16.0 pytest failed)"
   return 1
 }
 
-STEPS=(cargo nats_server nats_server_current cargo_fuzz nats_py iproute2)
+# The image check (e2e/setup/images.sh) builds the broker and operator images with podman and
+# runs them. This machine's podman works with runc, cgroupfs, the file events logger, no default
+# ulimits and vfs storage; those settings go into <repo>/.cache/podman, which images.sh points
+# CONTAINERS_CONF and CONTAINERS_STORAGE_CONF at (nothing under /etc changes). The storage lives
+# in <repo>/.cache/containers, away from any other podman storage on the machine.
+step_podman() {
+  local repo directory
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  directory="$repo/.cache/podman"
+  if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
+    log "podman or runc is missing; installing the Debian packages podman and runc"
+    apt_install podman runc || true
+  fi
+  if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
+    log "cannot install podman and runc: the image check needs them"
+    return 1
+  fi
+  mkdir -p "$directory" "$repo/.cache/containers"
+  cat >"$directory/containers.conf" <<CONF
+# Written by e2e/setup/install-test-deps.sh for e2e/setup/images.sh (CONTAINERS_CONF).
+[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  cat >"$directory/storage.conf" <<CONF
+# Written by e2e/setup/install-test-deps.sh for e2e/setup/images.sh (CONTAINERS_STORAGE_CONF).
+[storage]
+driver = "vfs"
+graphroot = "$repo/.cache/containers/storage"
+runroot = "$repo/.cache/containers/run"
+CONF
+  log "podman: $(podman --version | sed 's/^podman version //') with runc $(runc --version | sed -n 's/^runc version //p')" \
+    "(config in $directory)"
+}
+
+# `make chart` lints and renders charts/tern-operator with helm, built from its Go module into
+# <repo>/.cache/helm (HELM=... overrides it for make).
+HELM_VERSION=v3.21.4
+step_helm() {
+  local repo directory binary
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  directory="$repo/.cache/helm"
+  binary="$directory/helm"
+  if ! command -v go >/dev/null 2>&1; then
+    if [ -x "$binary" ]; then
+      log "helm: $("$binary" version --short) (go is missing: cannot check it is $HELM_VERSION)"
+      return 0
+    fi
+    log "go is missing: cannot build helm $HELM_VERSION into $directory (install Go 1.25+)"
+    return 1
+  fi
+  # A `go install`ed helm reports only its minor version; its module version is exact.
+  if [ -x "$binary" ] && go version -m "$binary" 2>/dev/null \
+    | awk '$1 == "mod" && $2 == "helm.sh/helm/v3" { print $3 }' | grep -qxF "$HELM_VERSION"; then
+    log "helm: $HELM_VERSION ($binary)"
+    return 0
+  fi
+  log "building helm $HELM_VERSION into $directory (go install)"
+  mkdir -p "$directory"
+  if GOBIN="$directory" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2 && [ -x "$binary" ]; then
+    log "helm: $HELM_VERSION ($binary)"
+    return 0
+  fi
+  log "cannot build helm $HELM_VERSION (go install failed)"
+  return 1
+}
+
+STEPS=(cargo nats_server nats_server_current cargo_fuzz nats_py iproute2 podman helm)
 
 failed=()
 for step in "${STEPS[@]}"; do
