@@ -663,42 +663,52 @@ impl Builder {
     }
 }
 
-/// Seconds as a number (fractions allowed, as in nats-server) or a duration string; zero
-/// means the default.
-fn authorization_timeout(entry: &Entry) -> Result<Option<Duration>, ConfigError> {
+/// How the errors of one seconds-or-duration option read (nats-server words them per option).
+pub(super) struct TimeoutWording<'a> {
+    pub negative: &'a str,
+    pub parse_prefix: &'a str,
+    pub invalid_prefix: &'a str,
+}
+
+/// Seconds as a number (fractions allowed, as in nats-server) or a Go duration string.
+pub(super) fn seconds_or_duration(
+    entry: &Entry,
+    wording: &TimeoutWording<'_>,
+) -> Result<Duration, ConfigError> {
     let position = &entry.value.position;
-    let negative = || invalid(position, "authorization timeout can not be negative");
-    let timeout = match &entry.value.kind {
-        ValueKind::Integer(seconds) => {
-            Duration::from_secs(u64::try_from(*seconds).map_err(|_| negative())?)
-        }
-        ValueKind::Float(seconds) => {
-            if *seconds < 0.0 {
-                return Err(negative());
-            }
-            Duration::try_from_secs_f64(*seconds).map_err(|_| {
-                invalid(position, format!("invalid authorization timeout {seconds}"))
-            })?
-        }
+    let negative = || invalid(position, wording.negative);
+    match &entry.value.kind {
+        ValueKind::Integer(seconds) => u64::try_from(*seconds)
+            .map(Duration::from_secs)
+            .map_err(|_| negative()),
+        ValueKind::Float(seconds) if *seconds < 0.0 => Err(negative()),
+        ValueKind::Float(seconds) => Duration::try_from_secs_f64(*seconds)
+            .map_err(|_| invalid(position, format!("{}{seconds}", wording.invalid_prefix))),
         ValueKind::String(text) => {
-            let parsed = parse_duration(text).map_err(|reason| {
-                invalid(
-                    position,
-                    format!("error parsing authorization timeout: {reason}"),
-                )
-            })?;
+            let parsed = parse_duration(text)
+                .map_err(|reason| invalid(position, format!("{}{reason}", wording.parse_prefix)))?;
             if parsed.negative && !parsed.magnitude.is_zero() {
                 return Err(negative());
             }
-            parsed.magnitude
+            Ok(parsed.magnitude)
         }
-        _ => {
-            return Err(wrong_type(
-                entry,
-                "a number of seconds or a duration string",
-            ))
-        }
-    };
+        _ => Err(wrong_type(
+            entry,
+            "a number of seconds or a duration string",
+        )),
+    }
+}
+
+/// The authorization timeout; zero means the default.
+fn authorization_timeout(entry: &Entry) -> Result<Option<Duration>, ConfigError> {
+    let timeout = seconds_or_duration(
+        entry,
+        &TimeoutWording {
+            negative: "authorization timeout can not be negative",
+            parse_prefix: "error parsing authorization timeout: ",
+            invalid_prefix: "invalid authorization timeout ",
+        },
+    )?;
     Ok((!timeout.is_zero()).then_some(timeout))
 }
 

@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use super::{
-    authorization_timeout, boolean, host_and_port, integer, invalid, map, path, string, wrong_type,
-    Builder,
+    authorization_timeout, boolean, host_and_port, integer, invalid, map, path,
+    seconds_or_duration, string, wrong_type, Builder, TimeoutWording,
 };
 use crate::config::duration::parse_duration;
 use crate::config::value::{Entry, ValueKind};
@@ -232,39 +232,14 @@ impl Builder {
 
 /// Seconds (integer or fraction) or a duration string; zero means the default.
 fn tls_timeout(entry: &Entry) -> Result<Duration, ConfigError> {
-    let position = &entry.value.position;
-    let negative = || {
-        invalid(
-            position,
-            "error parsing tls config, 'timeout' can not be negative",
-        )
-    };
-    let timeout = match &entry.value.kind {
-        ValueKind::Integer(seconds) => {
-            Duration::from_secs(u64::try_from(*seconds).map_err(|_| negative())?)
-        }
-        ValueKind::Float(seconds) if *seconds < 0.0 => return Err(negative()),
-        ValueKind::Float(seconds) => Duration::try_from_secs_f64(*seconds)
-            .map_err(|_| invalid(position, format!("invalid tls timeout {seconds}")))?,
-        ValueKind::String(text) => {
-            let parsed = parse_duration(text).map_err(|reason| {
-                invalid(
-                    position,
-                    format!("error parsing tls config, 'timeout' {reason}"),
-                )
-            })?;
-            if parsed.negative && !parsed.magnitude.is_zero() {
-                return Err(negative());
-            }
-            parsed.magnitude
-        }
-        _ => {
-            return Err(wrong_type(
-                entry,
-                "a number of seconds or a duration string",
-            ))
-        }
-    };
+    let timeout = seconds_or_duration(
+        entry,
+        &TimeoutWording {
+            negative: "error parsing tls config, 'timeout' can not be negative",
+            parse_prefix: "error parsing tls config, 'timeout' ",
+            invalid_prefix: "invalid tls timeout ",
+        },
+    )?;
     Ok(if timeout.is_zero() {
         defaults::TLS_TIMEOUT
     } else {
