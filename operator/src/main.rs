@@ -4,14 +4,17 @@
 //!   file per CRD into DIR (the committed `crds/`).
 //! - `render -f FILE [...]` prints what the resources in FILE become (their nats.conf files,
 //!   inside the ConfigMaps, and every Kubernetes object) without a cluster, for review.
-//! - `run` will run the controllers; until the reconcile loop lands it says so and fails.
+//! - `run` runs the controllers against the Kubernetes API server of the kubeconfig (or the
+//!   in-cluster service account).
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use tern_operator::controller::{self, context::Settings, LeaderSettings, RunSettings};
 use tern_operator::crd;
 use tern_operator::manifest::{parse_manifests, render_manifests};
 use tern_operator::render::{output_files, yaml_stream};
@@ -28,8 +31,15 @@ Usage:
       --kubernetes-cluster-name  which SuperCluster members are local
       --external-address         a LoadBalancer address, as if the Service had it
       --output-dir               write <pod>.conf and <kind>-<name>.yaml files instead
-  tern-operator run [--kubernetes-cluster-name NAME]
-      Run the controllers (not implemented yet).
+  tern-operator run [--kubernetes-cluster-name NAME] [--namespace NS]... [--cluster-domain DOMAIN]
+                    [--http-address ADDRESS:PORT] [--leader-election-namespace NS]
+                    [--leader-election-lease NAME] [--leader-election-lease-duration SECONDS]
+      Run the controllers against the API server of $KUBECONFIG (or the in-cluster account).
+      --namespace                  watch only these namespaces (repeat); default: all
+      --http-address               /metrics, /healthz and /readyz (default 0.0.0.0:8080)
+      --leader-election-namespace  elect a leader with a Lease there (default: no election)
+      --leader-election-lease      the Lease's name (default tern-operator-leader)
+      The replica's identity is $POD_NAME, or the host name and process id.
   tern-operator --version | --help
 ";
 
@@ -52,12 +62,7 @@ fn run(arguments: &[String]) -> anyhow::Result<ExitCode> {
     match command.as_str() {
         "crd" => crd_command(rest),
         "render" => render_command(rest),
-        "run" => {
-            eprintln!(
-                "tern-operator run: controller not implemented yet: the reconcile loop is the next step of the operator issue; use `tern-operator render` to see what a resource becomes"
-            );
-            Ok(ExitCode::from(2))
-        }
+        "run" => run_command(rest),
         "--version" | "-v" | "version" => {
             println!("tern-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
@@ -102,6 +107,80 @@ fn last<'a>(flags: &'a BTreeMap<String, Vec<String>>, name: &str) -> Option<&'a 
         .get(name)
         .and_then(|values| values.last())
         .map(String::as_str)
+}
+
+fn identity() -> String {
+    if let Ok(name) = std::env::var("POD_NAME") {
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "tern-operator".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+fn run_command(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let flags = parse_flags(
+        arguments,
+        &[
+            "--kubernetes-cluster-name",
+            "--namespace",
+            "--cluster-domain",
+            "--http-address",
+            "--leader-election-namespace",
+            "--leader-election-lease",
+            "--leader-election-lease-duration",
+        ],
+    )?;
+    let mut settings = Settings {
+        kubernetes_cluster_name: last(&flags, "--kubernetes-cluster-name")
+            .filter(|name| !name.is_empty())
+            .map(str::to_string),
+        ..Settings::default()
+    };
+    if let Some(domain) = last(&flags, "--cluster-domain") {
+        settings.cluster_domain = domain.to_string();
+    }
+    let http_address = last(&flags, "--http-address")
+        .unwrap_or("0.0.0.0:8080")
+        .parse()
+        .context("--http-address: expected ADDRESS:PORT")?;
+    let identity = identity();
+    let lease_duration = match last(&flags, "--leader-election-lease-duration") {
+        Some(seconds) => Duration::from_secs(
+            seconds
+                .parse::<u64>()
+                .ok()
+                .filter(|seconds| *seconds >= 3)
+                .context("--leader-election-lease-duration: expected whole seconds, at least 3")?,
+        ),
+        None => Duration::from_secs(15),
+    };
+    let leader = last(&flags, "--leader-election-namespace")
+        .filter(|namespace| !namespace.is_empty())
+        .map(|namespace| LeaderSettings {
+            namespace: namespace.to_string(),
+            lease: last(&flags, "--leader-election-lease")
+                .unwrap_or("tern-operator-leader")
+                .to_string(),
+            identity: identity.clone(),
+            lease_duration,
+        });
+    let namespaces = flags.get("--namespace").cloned().unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(controller::run(RunSettings {
+        settings,
+        namespaces,
+        http_address,
+        leader,
+        identity,
+    }))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn crd_command(arguments: &[String]) -> anyhow::Result<ExitCode> {

@@ -116,8 +116,31 @@ fn render_of_an_invalid_manifest_fails_naming_the_field() {
 }
 
 #[test]
-fn run_says_the_controller_is_not_there_yet() {
-    let output = operator(&["run"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("controller not implemented yet"));
+fn run_refuses_a_bad_flag_value_before_contacting_anything() {
+    let output = operator(&["run", "--http-address", "not-an-address"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--http-address: expected ADDRESS:PORT")
+    );
+    let output = operator(&["run", "--leader-election-lease-duration", "1"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 3"));
+}
+
+#[test]
+fn run_without_a_kubeconfig_or_service_account_says_it_cannot_reach_the_api() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tern-operator"))
+        .args(["run", "--http-address", "127.0.0.1:0"])
+        .env("KUBECONFIG", "/nonexistent/tern-operator-test-kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("tern-operator runs");
+    assert!(!output.status.success());
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        errors.contains("cannot reach the Kubernetes API"),
+        "{errors}"
+    );
 }

@@ -152,6 +152,28 @@ pub struct Rendered {
     pub objects: Vec<Object>,
     /// What is left out until it exists, sorted.
     pub waiting_for: Vec<String>,
+    /// One entry per set of servers rendered (a member of a super-cluster is one set), sorted
+    /// by name: what a controller needs to report status.
+    pub sets: Vec<SetSummary>,
+}
+
+/// What a controller reports about one rendered set of servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetSummary {
+    /// The StatefulSet's name (and the set's).
+    pub name: String,
+    pub namespace: String,
+    pub replicas: i32,
+    /// The pods' label selector, as `key=value,...`.
+    pub selector: String,
+    /// Hash over every config file of the set.
+    pub config_hash: String,
+    /// `nats://<client Service>.<namespace>.svc.<domain>:<port>`.
+    pub client_url: String,
+    /// `ws://` or `wss://` URL of the WebSocket listener through the client Service.
+    pub websocket_url: Option<String>,
+    /// JetStream runs on these servers: removing one can lose data or quorum.
+    pub jetstream: bool,
 }
 
 impl Rendered {
@@ -159,6 +181,7 @@ impl Rendered {
         self.configs.extend(other.configs);
         self.objects.extend(other.objects);
         self.waiting_for.extend(other.waiting_for);
+        self.sets.extend(other.sets);
     }
 
     fn finish(mut self) -> Result<Self, RenderError> {
@@ -169,6 +192,7 @@ impl Rendered {
             .sort_by(|a, b| (a.kind(), a.name()).cmp(&(b.kind(), b.name())));
         self.waiting_for.sort();
         self.waiting_for.dedup();
+        self.sets.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(self)
     }
 }
@@ -308,9 +332,27 @@ fn render_server_set(set: &ServerSet, environment: &Environment) -> Result<Rende
             );
         }
     }
+    let service_host = format!(
+        "{}.{}.svc.{}",
+        set.name, set.namespace, environment.cluster_domain
+    );
+    let summary = SetSummary {
+        name: set.name.clone(),
+        namespace: set.namespace.clone(),
+        replicas: i32::from(set.replicas),
+        selector: metadata::selector_string(set),
+        config_hash,
+        client_url: format!("nats://{service_host}:{}", set.listeners.client_port),
+        websocket_url: set.listeners.websocket.as_ref().map(|websocket| {
+            let scheme = if websocket.tls.is_some() { "wss" } else { "ws" };
+            format!("{scheme}://{service_host}:{}", websocket.port)
+        }),
+        jetstream: set.jetstream.is_some(),
+    };
     Ok(Rendered {
         configs,
         objects,
         waiting_for,
+        sets: vec![summary],
     })
 }
