@@ -118,7 +118,8 @@ pub struct LeafNodeRemote {
     /// Hub URLs: `nats://`, `tls://`, `ws://` or `wss://` (for WebSocket, the path must reach the
     /// hub's WebSocket listener).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    // Bounded, so the API server's estimate of the CEL rules' cost stays within its budget.
+    #[schemars(length(max = 16), inner(length(max = 512)))]
     #[x_kube(validation = Rule::new("self.all(u, isURL(u) && url(u).getScheme() in ['nats', 'tls', 'ws', 'wss'])")
         .message("remote URLs use nats://, tls://, ws:// or wss://"))]
     pub urls: Vec<String>,

@@ -403,12 +403,15 @@ pub struct JetStreamSpec {
 )]
 pub struct FileStorageSpec {
     /// Size of each server's volume claim.
+    #[schemars(schema_with = "bounded_quantity_schema")]
     pub size: Quantity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub storage_class_name: Option<String>,
     /// JetStream's `max_file_store`; absent: 90% of `size`, never the broker's auto-sizing
     /// (which shrinks across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "bounded_quantity_schema")]
     pub max_bytes: Option<Quantity>,
 }
 
@@ -572,6 +575,16 @@ fn preserve_unknown_fields(_: &mut schemars::SchemaGenerator) -> schemars::Schem
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// A quantity (`50Gi`, or a number) of bounded length: the API server estimates the cost of
+/// the CEL rules that compare quantities from the longest string a field may hold, and refuses
+/// the CRD when an unbounded one makes the estimate exceed its budget.
+pub fn bounded_quantity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "maxLength": 64,
     })
 }
 

@@ -158,6 +158,8 @@ pub struct MemberGateway {
     /// Gateway URLs (`nats://` or `tls://`) that members in other Kubernetes clusters dial,
     /// such as DNS names of this member's load balancers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Bounded, so the API server's estimate of the CEL rules' cost stays within its budget.
+    #[schemars(length(max = 16), inner(length(max = 512)))]
     #[x_kube(validation = Rule::new("self.all(u, isURL(u) && url(u).getScheme() in ['nats', 'tls'])")
         .message("gateway URLs use nats:// or tls://"))]
     pub urls: Vec<String>,
