@@ -7,7 +7,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Debian installs nats-server into /usr/sbin, which a non-login PATH may lack.
 export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
 
-.PHONY: run build deps test e2e bench fuzz-smoke chart images
+.PHONY: run build deps test e2e e2e-broker bench fuzz-smoke chart images
 
 ## run: the broker in release mode with its built-in defaults: clients on 4222, monitoring on 8222
 ## (other flags: ARGS="-c my.conf ...")
@@ -35,7 +35,7 @@ test:
 	step deps bash e2e/setup/install-test-deps.sh; \
 	step fmt $(CARGO) fmt --all -- --check; \
 	step clippy $(CARGO) clippy --workspace --all-targets -- -D warnings; \
-	step build-tern $(CARGO) build -p tern-broker --bin tern; \
+	step build-tern $(CARGO) build -p tern-broker --bin tern -p tern-operator --bin tern-operator; \
 	step tests run_tests; \
 	step python-clients python3 -m pytest e2e/python -q -p no:cacheprovider; \
 	step chart $(MAKE) --no-print-directory chart; \
@@ -77,8 +77,14 @@ chart:
 	$(HELM) template tern-operator $(CHART) -n tern-system -f $(CHART)/ci/options-values.yaml \
 	  | python3 charts/check_rendered.py $(CHART) tern-system $(CHART)/ci/options-values.yaml
 
-## e2e: the black-box suites against Tern and nats-server (the Kubernetes tier comes later)
+## e2e: only the Kubernetes tier: the operator against etcd, kube-apiserver and
+## kube-controller-manager built from their Go modules, with a kubelet stand-in running the pods
 e2e: deps
+	$(CARGO) build -p tern-broker --bin tern -p tern-operator --bin tern-operator
+	$(CARGO) test -p tern-e2e --test kubernetes -- --nocapture
+
+## e2e-broker: the black-box broker suites against Tern and nats-server, and the nats-py suite
+e2e-broker: deps
 	$(CARGO) build -p tern-broker --bin tern
 	$(CARGO) test -p tern-e2e --no-fail-fast
 	python3 -m pytest e2e/python -q -p no:cacheprovider

@@ -214,7 +214,20 @@ step_helm() {
   return 1
 }
 
-STEPS=(cargo nats_server nats_server_current cargo_fuzz nats_py iproute2 podman helm)
+# The Kubernetes control plane for the operator's end-to-end tier (e2e/tests/kubernetes.rs):
+# kube-apiserver, kube-controller-manager, kubectl and etcd built from their Go modules into a
+# cache outside the tree (kube-control-plane.sh says where and how long it took), plus
+# util-linux's unshare and nsenter, with which the kubelet stand-in runs pods.
+step_kubernetes() {
+  local here
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  if ! command -v unshare >/dev/null 2>&1 || ! command -v nsenter >/dev/null 2>&1; then
+    apt_install util-linux || { log "cannot install util-linux (unshare, nsenter)"; return 1; }
+  fi
+  bash "$here/kube-control-plane.sh" >/dev/null
+}
+
+STEPS=(cargo nats_server nats_server_current cargo_fuzz nats_py iproute2 podman helm kubernetes)
 
 failed=()
 for step in "${STEPS[@]}"; do

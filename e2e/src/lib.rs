@@ -28,6 +28,7 @@ mod each_kind;
 mod error;
 mod http;
 mod kind;
+pub mod kubernetes;
 mod member_setup;
 mod process;
 mod raw_client;

@@ -332,6 +332,32 @@ async fn advance_rollout(
         })?;
     let views: Vec<PodView> = pods.items.iter().filter_map(pod_view).collect();
     let step = next_step(&view, &views);
+    log::debug(
+        "rollout",
+        &[
+            ("set", &format!("{}/{}", summary.namespace, summary.name)),
+            (
+                "update_revision",
+                view.update_revision.as_deref().unwrap_or(""),
+            ),
+            (
+                "pods",
+                &views
+                    .iter()
+                    .map(|pod| {
+                        format!(
+                            "{}:{}:{}",
+                            pod.name,
+                            pod.revision.as_deref().unwrap_or(""),
+                            if pod.ready { "ready" } else { "unready" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("step", &format!("{step:?}")),
+        ],
+    );
     if let Step::Restart { pod, outdated } = &step {
         log::info(
             "restarting server",
