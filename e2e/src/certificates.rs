@@ -34,13 +34,13 @@ pub enum CertificateError {
 }
 
 /// A certificate authority and the key that signs with it.
-struct Authority {
+pub(crate) struct Authority {
     certificate: Certificate,
     key: KeyPair,
 }
 
 impl Authority {
-    fn new(name: &str) -> Result<Self, CertificateError> {
+    pub(crate) fn new(name: &str) -> Result<Self, CertificateError> {
         let generate = |source| CertificateError::Generate {
             what: "a certificate authority",
             source,
@@ -75,16 +75,41 @@ impl Authority {
         names: &[&str],
         purposes: Vec<ExtendedKeyUsagePurpose>,
     ) -> Result<(String, String), CertificateError> {
+        self.issue_identity(what, what, None, names, purposes)
+    }
+
+    /// A certificate whose subject is `common_name` (and `organization`, which Kubernetes
+    /// reads as a group), for `names` (DNS names or IP addresses); PEM certificate and key.
+    pub(crate) fn issue_identity(
+        &self,
+        what: &'static str,
+        common_name: &str,
+        organization: Option<&str>,
+        names: &[&str],
+        purposes: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<(String, String), CertificateError> {
         let generate = |source| CertificateError::Generate { what, source };
         let key = KeyPair::generate().map_err(generate)?;
         let names: Vec<String> = names.iter().map(|name| (*name).to_string()).collect();
         let mut params = CertificateParams::new(names).map_err(generate)?;
-        params.distinguished_name.push(DnType::CommonName, what);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        if let Some(organization) = organization {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, organization);
+        }
         params.extended_key_usages = purposes;
         let certificate = params
             .signed_by(&key, &self.certificate, &self.key)
             .map_err(generate)?;
         Ok((certificate.pem(), key.serialize_pem()))
+    }
+
+    /// The authority's certificate and key as PEM.
+    pub(crate) fn pem(&self) -> (String, String) {
+        (self.certificate.pem(), self.key.serialize_pem())
     }
 }
 

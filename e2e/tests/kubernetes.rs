@@ -351,18 +351,24 @@ fn wait_ready(tier: &Tier, namespace: &str, name: &str, replicas: u32) -> Result
             let ready = object
                 .pointer("/status/readyReplicas")
                 .and_then(Value::as_u64);
-            let observed = object
-                .pointer("/status/observedGeneration")
-                .and_then(Value::as_i64);
-            let generation = object
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64);
-            (condition_is(object, "Ready", "True")
-                && ready == Some(u64::from(replicas))
-                && observed == generation)
-                .then_some(())
+            (observed_current(object)
+                && condition_is(object, "Ready", "True")
+                && ready == Some(u64::from(replicas)))
+            .then_some(())
         },
     )
+}
+
+/// Whether the status describes the current spec (`observedGeneration` = `generation`).
+fn observed_current(object: &Value) -> bool {
+    let observed = object
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64);
+    observed.is_some()
+        && observed
+            == object
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
 }
 
 /// Waits until the operator has seen the current spec and found it valid.
@@ -372,13 +378,7 @@ fn wait_accepted(tier: &Tier, namespace: &str, name: &str) -> Result<(), String>
         Duration::from_secs(30),
         &["get", "natscluster", name, "-n", namespace],
         |object| {
-            let observed = object
-                .pointer("/status/observedGeneration")
-                .and_then(Value::as_i64);
-            let generation = object
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64);
-            (observed == generation && condition_is(object, "SpecValid", "True")).then_some(())
+            (observed_current(object) && condition_is(object, "SpecValid", "True")).then_some(())
         },
     )
 }

@@ -19,12 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair};
 use tempfile::TempDir;
 
+use crate::certificates::{Authority, CertificateError};
 use crate::wait::wait_until;
 
 /// The Kubernetes release the setup script builds (its cache directory's name).
@@ -39,11 +37,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 pub enum ControlPlaneError {
     #[error("{binary} is missing ({reason}); build the control plane with e2e/setup/kube-control-plane.sh or set {BINARY_DIRECTORY_VARIABLE}")]
     MissingBinary { binary: String, reason: String },
-    #[error("cannot make {what}: {source}")]
-    Certificate {
-        what: &'static str,
-        source: rcgen::Error,
-    },
+    #[error("cannot make certificates: {0}")]
+    Certificate(#[from] CertificateError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -102,71 +97,6 @@ fn free_port() -> Result<u16, ControlPlaneError> {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .map_err(io_error("cannot get a free port"))
-}
-
-/// A certificate authority and the key that signs with it.
-struct Authority {
-    certificate: Certificate,
-    key: KeyPair,
-}
-
-impl Authority {
-    fn new() -> Result<Self, ControlPlaneError> {
-        let error = |source| ControlPlaneError::Certificate {
-            what: "the cluster CA",
-            source,
-        };
-        let key = KeyPair::generate().map_err(error)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(error)?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "tern-e2e-kubernetes-ca");
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let certificate = params.self_signed(&key).map_err(error)?;
-        Ok(Self { certificate, key })
-    }
-
-    /// A certificate for `common_name` in `organization`, with `names` as SANs; PEM pair.
-    fn issue(
-        &self,
-        what: &'static str,
-        common_name: &str,
-        organization: Option<&str>,
-        names: &[&str],
-        purpose: ExtendedKeyUsagePurpose,
-    ) -> Result<(String, String), ControlPlaneError> {
-        let error = |source| ControlPlaneError::Certificate { what, source };
-        let key = KeyPair::generate().map_err(error)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(error)?;
-        for name in names {
-            params.subject_alt_names.push(match name.parse() {
-                Ok(address) => SanType::IpAddress(address),
-                Err(_) => SanType::DnsName((*name).try_into().map_err(error)?),
-            });
-        }
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        if let Some(organization) = organization {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, organization);
-        }
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![purpose];
-        let certificate = params
-            .signed_by(&key, &self.certificate, &self.key)
-            .map_err(error)?;
-        Ok((certificate.pem(), key.serialize_pem()))
-    }
 }
 
 /// One control-plane process, killed on drop.
@@ -295,10 +225,11 @@ impl ControlPlane {
         let root = directory.path().to_path_buf();
         let file = |name: &str| root.join(name);
 
-        let authority = Authority::new()?;
-        write(&file("ca.crt"), &authority.certificate.pem())?;
-        write(&file("ca.key"), &authority.key.serialize_pem())?;
-        let (serving, serving_key) = authority.issue(
+        let authority = Authority::new("tern-e2e-kubernetes-ca")?;
+        let (ca_certificate, ca_key) = authority.pem();
+        write(&file("ca.crt"), &ca_certificate)?;
+        write(&file("ca.key"), &ca_key)?;
+        let (serving, serving_key) = authority.issue_identity(
             "the API server's serving certificate",
             "kube-apiserver",
             None,
@@ -311,7 +242,7 @@ impl ControlPlane {
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
         )?;
         write(&file("apiserver.crt"), &serving)?;
         write(&file("apiserver.key"), &serving_key)?;
@@ -321,17 +252,17 @@ impl ControlPlane {
             ("controller-manager", "system:kube-controller-manager", None),
         ];
         for (file_name, common_name, organization) in clients {
-            let (certificate, key) = authority.issue(
+            let (certificate, key) = authority.issue_identity(
                 "a client certificate",
                 common_name,
                 organization,
                 &[],
-                ExtendedKeyUsagePurpose::ClientAuth,
+                vec![ExtendedKeyUsagePurpose::ClientAuth],
             )?;
             write(&file(&format!("{file_name}.crt")), &certificate)?;
             write(&file(&format!("{file_name}.key")), &key)?;
         }
-        let signing = KeyPair::generate().map_err(|source| ControlPlaneError::Certificate {
+        let signing = KeyPair::generate().map_err(|source| CertificateError::Generate {
             what: "the service account signing key",
             source,
         })?;
