@@ -744,6 +744,99 @@ fn a_standby_replica_takes_over_when_the_leader_dies(tier: &mut Tier) -> Result<
     Ok(())
 }
 
+/// An exposed listener's LoadBalancer address is waited for (a condition says so, nothing is
+/// advertised), then rendered as `advertise` once the Service has one.
+fn external_addresses_are_waited_for_then_advertised(tier: &Tier) -> Result<(), String> {
+    namespace(tier, "e2e-expose")?;
+    tier.apply(&nats_cluster(
+        "e2e-expose",
+        "edge",
+        1,
+        "  listeners:\n    leafnodes:\n      expose:\n        perServer: false\n",
+    ))?;
+    let message = tier.wait_for(
+        "AdvertiseAddressesResolved=False on edge",
+        Duration::from_secs(30),
+        &["get", "natscluster", "edge", "-n", "e2e-expose"],
+        |object| {
+            condition_is(object, "AdvertiseAddressesResolved", "False")
+                .then(|| condition(object, "AdvertiseAddressesResolved"))
+                .flatten()
+                .and_then(|condition| condition.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        },
+    )?;
+    if !message.contains("Service e2e-expose/edge-leafnodes") {
+        return Err(format!(
+            "the condition does not name the Service: {message}"
+        ));
+    }
+    let config = |tier: &Tier| -> Result<String, String> {
+        Ok(tier
+            .json(&["get", "configmap", "edge-config", "-n", "e2e-expose"])?
+            .pointer("/data/edge-0.conf")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
+    };
+    if config(tier)?
+        .lines()
+        .any(|line| line.trim_start().starts_with("advertise:"))
+    {
+        return Err("an address was advertised before the Service had one".to_string());
+    }
+    tier.kubectl(&[
+        "patch",
+        "service",
+        "edge-leafnodes",
+        "-n",
+        "e2e-expose",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}"#,
+    ])?;
+    tier.wait_for(
+        "AdvertiseAddressesResolved=True on edge",
+        Duration::from_secs(30),
+        &["get", "natscluster", "edge", "-n", "e2e-expose"],
+        |object| condition_is(object, "AdvertiseAddressesResolved", "True").then_some(()),
+    )?;
+    let text = config(tier)?;
+    if !text.contains("advertise: \"192.0.2.10:7422\"") {
+        return Err(format!(
+            "edge-0.conf does not advertise the address:\n{text}"
+        ));
+    }
+    tier.kubectl(&["delete", "namespace", "e2e-expose", "--wait=false"])
+        .map(|_| ())
+}
+
+/// The leader's `/metrics` counts reconciles and says it leads; `/readyz` answers.
+fn the_operator_serves_metrics(tier: &Tier) -> Result<(), String> {
+    let Some(leader) = tier.operators.first() else {
+        return Err("no operator runs".to_string());
+    };
+    let metrics =
+        tern_e2e::http_get(leader.http_address(), "/metrics").map_err(|error| error.to_string())?;
+    for expected in [
+        "tern_operator_reconciles_total{kind=\"NatsCluster\"}",
+        "tern_operator_reconcile_duration_seconds_bucket",
+        "tern_operator_leader 1",
+    ] {
+        if !metrics.body.contains(expected) {
+            return Err(format!("/metrics lacks {expected}:\n{}", metrics.body));
+        }
+    }
+    let ready =
+        tern_e2e::http_get(leader.http_address(), "/readyz").map_err(|error| error.to_string())?;
+    if ready.status != 200 {
+        return Err(format!("/readyz answered {}", ready.status));
+    }
+    Ok(())
+}
+
 /// The chart's RBAC is enough: the operator never met a `forbidden` answer.
 fn the_charts_rbac_is_enough_for_everything_the_operator_did(tier: &Tier) -> Result<(), String> {
     for operator in &tier.operators {
@@ -865,7 +958,7 @@ fn operator_against_a_real_control_plane() {
         });
     run("operator and kubelet stand-in start", setup.clone());
     if setup.is_ok() {
-        let scenarios: [(&str, Scenario); 8] = [
+        let scenarios: [(&str, Scenario); 10] = [
             (
                 "the API server enforces the CEL rules",
                 the_api_server_enforces_the_cel_rules,
@@ -891,6 +984,11 @@ fn operator_against_a_real_control_plane() {
                 "deleting the resource removes everything",
                 deleting_the_resource_removes_everything,
             ),
+            (
+                "external addresses are waited for, then advertised",
+                external_addresses_are_waited_for_then_advertised,
+            ),
+            ("the operator serves metrics", the_operator_serves_metrics),
             (
                 "the chart's RBAC is enough",
                 the_charts_rbac_is_enough_for_everything_the_operator_did,
