@@ -843,7 +843,8 @@ fn the_charts_rbac_is_enough_for_everything_the_operator_did(tier: &Tier) -> Res
         let log = operator.log();
         if let Some(line) = log
             .lines()
-            .find(|line| line.contains("forbidden") || line.contains("403"))
+            // kube's API errors read `... "forbidden" ... reason: "Forbidden", code: 403`.
+            .find(|line| line.to_ascii_lowercase().contains("forbidden"))
         {
             return Err(format!(
                 "operator {} was refused: {line}",
