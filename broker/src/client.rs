@@ -111,14 +111,19 @@ impl ClientSession {
         let reloads = server.reloads();
         Self {
             reloads,
-            awaiting_authentication: server.authenticator().is_required(),
+            awaiting_authentication: server.authenticator_for(connection.websocket).is_required(),
             permissions: None,
             limits: ParserLimits {
                 max_control_line: options.max_control_line,
                 max_payload: options.max_payload,
             },
             next_ping: now + options.ping_interval,
-            authentication_deadline: now + options.auth_timeout(),
+            authentication_deadline: now
+                + if connection.websocket {
+                    options.websocket_auth_timeout()
+                } else {
+                    options.auth_timeout()
+                },
             server,
             connection,
             options,
@@ -348,10 +353,7 @@ impl ClientSession {
                 .store(since_accept, std::sync::atomic::Ordering::Relaxed);
         }
         self.connect_received = true;
-        let user = match self
-            .server
-            .authenticate(&connect, self.connection.nonce.as_deref())
-        {
+        let user = match self.server.authenticate(&self.connection, &connect) {
             Ok(user) => user,
             Err(error) => {
                 logging::debug(format_args!("{} - {error}", self.describe()));
@@ -392,10 +394,7 @@ impl ClientSession {
     /// nats-server lets a connection skip CONNECT when `no_auth_user` names a known user.
     fn authenticate_without_connect(&mut self) -> Result<(), CloseReason> {
         let anonymous = ConnectOptions::default();
-        match self
-            .server
-            .authenticate(&anonymous, self.connection.nonce.as_deref())
-        {
+        match self.server.authenticate(&self.connection, &anonymous) {
             Ok(user) if user.method == AuthenticationMethod::NoAuthUser => {
                 self.awaiting_authentication = false;
                 self.connect_received = true;
@@ -662,10 +661,7 @@ impl ClientSession {
         if !self.connect_received || self.awaiting_authentication {
             return Ok(());
         }
-        match self
-            .server
-            .authenticate(&self.connect, self.connection.nonce.as_deref())
-        {
+        match self.server.authenticate(&self.connection, &self.connect) {
             Ok(user) => {
                 self.take_up_permissions(&user);
                 self.drop_subscriptions_no_longer_allowed();

@@ -336,6 +336,16 @@ impl ServerOptions {
     /// The auth timeout in force: `authorization { timeout }`, else the default, which with
     /// TLS is the TLS timeout plus a second (as in nats-server, so the handshake does not eat
     /// the time to authenticate).
+    /// How long a WebSocket client has to authenticate: the `websocket { authorization {
+    /// timeout } }` when set, else [`ServerOptions::auth_timeout`], as nats-server decides.
+    pub fn websocket_auth_timeout(&self) -> Duration {
+        self.websocket
+            .as_ref()
+            .and_then(|websocket| websocket.authorization.as_ref())
+            .and_then(|authorization| authorization.timeout)
+            .unwrap_or_else(|| self.auth_timeout())
+    }
+
     pub fn auth_timeout(&self) -> Duration {
         self.authorization
             .timeout

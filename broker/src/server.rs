@@ -137,6 +137,8 @@ pub struct BoundAddresses {
 pub struct Server {
     options: RwLock<Arc<ServerOptions>>,
     authenticator: RwLock<Arc<Authenticator>>,
+    /// WebSocket clients' authenticator when the `websocket {}` block overrides authentication.
+    websocket_authenticator: RwLock<Option<Arc<Authenticator>>>,
     reloads: watch::Sender<u64>,
     pub server_id: String,
     pub started: SystemTime,
@@ -187,6 +189,9 @@ impl Server {
         let now = SystemTime::now();
         Arc::new(Self {
             authenticator: RwLock::new(Arc::new(Authenticator::from_options(&options))),
+            websocket_authenticator: RwLock::new(
+                Authenticator::for_websocket(&options).map(Arc::new),
+            ),
             options: RwLock::new(Arc::new(options)),
             reloads: watch::channel(0).0,
             server_id: identity::new_server_id(),
@@ -469,7 +474,9 @@ impl Server {
             port,
             headers: !options.no_header_support,
             max_payload: options.max_payload,
-            auth_required: self.authenticator().is_required() && options.no_auth_user.is_none(),
+            // nats-server: a WebSocket override makes authentication required there.
+            auth_required: (self.authenticator().is_required() && options.no_auth_user.is_none())
+                || (connection.websocket && self.websocket_authenticator.read().is_some()),
             tls_required: false,
             tls_verify: false,
             tls_available: false,
@@ -541,15 +548,27 @@ impl Server {
         Arc::clone(&self.authenticator.read())
     }
 
-    /// Checks CONNECT credentials against the authorization in force; `nonce` is the one this
-    /// connection's INFO carried. A bcrypt check runs off the async workers.
+    /// The authenticator of a client of the NATS port or (`websocket`) of the WebSocket port.
+    pub fn authenticator_for(&self, websocket: bool) -> Arc<Authenticator> {
+        if websocket {
+            if let Some(authenticator) = self.websocket_authenticator.read().as_ref() {
+                return Arc::clone(authenticator);
+            }
+        }
+        self.authenticator()
+    }
+
+    /// Checks a connection's CONNECT credentials (a WebSocket client's completed by its
+    /// cookies) against the authorization in force for its port; the nonce is the one its INFO
+    /// carried. A bcrypt check runs off the async workers.
     pub fn authenticate(
         &self,
+        connection: &Connection,
         connect: &ConnectOptions,
-        nonce: Option<&str>,
     ) -> Result<AuthenticatedUser, AuthError> {
-        let authenticator = self.authenticator();
-        let credentials = Credentials::from(connect);
+        let nonce = connection.nonce.as_deref();
+        let authenticator = self.authenticator_for(connection.websocket);
+        let credentials = Credentials::from(connect).with_cookies(connection.cookie_credentials());
         let check = || authenticator.authenticate(&credentials, nonce);
         let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
             handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
@@ -613,15 +632,6 @@ impl Server {
             if !tls {
                 logging::warning(format_args!(
                     "Websocket not configured with TLS. DO NOT USE IN PRODUCTION!"
-                ));
-            }
-            if websocket.no_auth_user.is_some()
-                || websocket.user_cookie.is_some()
-                || websocket.pass_cookie.is_some()
-                || websocket.token_cookie.is_some()
-            {
-                logging::warning(format_args!(
-                    "Websocket no_auth_user and credential cookies are not supported yet: websocket clients authenticate as on the client port"
                 ));
             }
             if websocket.compression {
@@ -872,6 +882,8 @@ impl Server {
         }
         let max_pending = new_options.max_pending;
         *self.authenticator.write() = Arc::new(Authenticator::from_options(&new_options));
+        *self.websocket_authenticator.write() =
+            Authenticator::for_websocket(&new_options).map(Arc::new);
         {
             // Accounts are added by a reload, never removed: connections bound to one whose
             // users went away fail re-authentication and close.
@@ -1033,22 +1045,13 @@ fn client_security(options: &ServerOptions) -> Result<ClientSecurity, ServerErro
     })
 }
 
-/// The WebSocket listener's settings, reading its TLS files. Its own `authorization` block is
-/// refused rather than ignored: ignoring it would let WebSocket clients in without the
-/// credentials the file asks of them. (Its `no_auth_user` and cookies are only ignored, which
-/// refuses more, never less; `start` warns about them.)
+/// The WebSocket listener's settings, reading its TLS files.
 fn websocket_settings(
     options: &ServerOptions,
 ) -> Result<Option<Arc<WebSocketSettings>>, ServerError> {
     let Some(websocket) = &options.websocket else {
         return Ok(None);
     };
-    if websocket.authorization.is_some() {
-        return Err(ServerError::Unsupported {
-            option: "websocket authorization",
-            reason: "set credentials in the top-level authorization block instead",
-        });
-    }
     let settings =
         WebSocketSettings::from_options(websocket, options.max_payload, options.max_control_line)
             .map_err(|error| match error {
@@ -1140,29 +1143,33 @@ mod tests {
     }
 
     #[test]
-    fn websocket_authorization_is_refused_rather_than_ignored() {
-        let options = ServerOptions {
-            websocket: Some(WebSocketOptions {
-                no_tls: true,
-                authorization: Some(Authorization {
-                    token: Some("secret".to_string()),
-                    ..Authorization::default()
+    fn a_websocket_override_gets_its_own_authenticator_and_the_nats_port_keeps_its_own() {
+        let with_websocket =
+            |authorization: Option<Authorization>, no_auth_user: Option<&str>| ServerOptions {
+                websocket: Some(WebSocketOptions {
+                    no_tls: true,
+                    authorization,
+                    no_auth_user: no_auth_user.map(str::to_string),
+                    ..WebSocketOptions::default()
                 }),
-                ..WebSocketOptions::default()
-            }),
-            ..local_options()
+                ..local_options()
+            };
+        // No user, token or no_auth_user of its own: WebSocket clients authenticate as others.
+        assert!(Authenticator::for_websocket(&with_websocket(None, None)).is_none());
+        let only_timeout = Authorization {
+            timeout: Some(std::time::Duration::from_secs(3)),
+            ..Authorization::default()
         };
-        let error = websocket_settings(&options).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ServerError::Unsupported {
-                    option: "websocket authorization",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(Authenticator::for_websocket(&with_websocket(Some(only_timeout), None)).is_none());
+        // A token of its own: required over WebSocket, not on the NATS port.
+        let token = Authorization {
+            token: Some("secret".to_string()),
+            ..Authorization::default()
+        };
+        let options = with_websocket(Some(token), None);
+        let websocket = Authenticator::for_websocket(&options).expect("an override");
+        assert!(websocket.is_required());
+        assert!(!Authenticator::from_options(&options).is_required());
     }
 
     #[test]

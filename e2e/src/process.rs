@@ -306,6 +306,16 @@ impl ServerProcess {
         self.ports.monitoring()
     }
 
+    /// The WebSocket listener, from the ports file (`websocket: ["ws://host:port"]`).
+    pub fn websocket_address(&self) -> Option<SocketAddr> {
+        let url = self.ports.urls("websocket").first()?;
+        let authority = url
+            .split_once("://")
+            .map_or(url.as_str(), |(_, rest)| rest)
+            .trim_end_matches('/');
+        authority.parse().ok()
+    }
+
     /// Everything the ports file reported.
     pub fn ports(&self) -> &Ports {
         &self.ports

@@ -35,20 +35,10 @@ fn start(kind: ServerKind, config_text: &str) -> anyhow::Result<ServerProcess> {
     )?)
 }
 
-/// The WebSocket listener's address, from the ports file (`websocket: ["ws://..."]`).
 fn websocket_address(server: &ServerProcess) -> anyhow::Result<SocketAddr> {
-    let url = server
-        .ports()
-        .urls("websocket")
-        .first()
-        .context("the ports file names no websocket listener")?;
-    let authority = url
-        .split_once("://")
-        .map_or(url.as_str(), |(_, rest)| rest)
-        .trim_end_matches('/');
-    authority
-        .parse()
-        .with_context(|| format!("websocket URL {url:?}"))
+    server
+        .websocket_address()
+        .context("the ports file names no websocket listener")
 }
 
 /// Upgrades a new connection, with an `Origin` header when given.

@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use crate::options::{Authorization, ServerOptions};
 use crate::protocol::info::ConnectOptions;
+use crate::transport::websocket::CookieCredentials;
 
 pub use nkey::{is_valid_user_public_key, NkeyError, UserPublicKey};
 pub use password::{constant_time_equal, is_bcrypt, StoredPassword};
@@ -87,6 +88,24 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Fills what CONNECT did not send from a WebSocket client's cookies, as nats-server does.
+    pub fn with_cookies(mut self, cookies: Option<&CookieCredentials>) -> Self {
+        let Some(cookies) = cookies else {
+            return self;
+        };
+        let fill = |field: &mut String, cookie: &Option<String>| {
+            if field.is_empty() {
+                if let Some(value) = cookie {
+                    field.clone_from(value);
+                }
+            }
+        };
+        fill(&mut self.user, &cookies.user);
+        fill(&mut self.password, &cookies.password);
+        fill(&mut self.token, &cookies.token);
+        self
+    }
+
     /// Whether nothing that identifies a user was sent (what `no_auth_user` applies to).
     fn is_anonymous(&self) -> bool {
         self.user.is_empty() && self.password.is_empty() && self.token.is_empty()
@@ -191,6 +210,29 @@ impl Authenticator {
     /// From the server's options: `authorization` and `no_auth_user`.
     pub fn from_options(options: &ServerOptions) -> Self {
         Self::new(&options.authorization, options.no_auth_user.as_deref())
+    }
+
+    /// The authenticator of WebSocket clients when the `websocket {}` block overrides
+    /// authentication (its own user, token or `no_auth_user`, as nats-server decides), else
+    /// `None`: WebSocket clients then authenticate as on the client port. An override keeps the
+    /// `users` lists and takes the block's user, password, token and `no_auth_user` (none if
+    /// the block sets none) instead of the top-level ones.
+    pub fn for_websocket(options: &ServerOptions) -> Option<Self> {
+        let websocket = options.websocket.as_ref()?;
+        let own = websocket.authorization.clone().unwrap_or_default();
+        let overrides =
+            own.user.is_some() || own.token.is_some() || websocket.no_auth_user.is_some();
+        if !overrides {
+            return None;
+        }
+        let mut authorization = options.authorization.clone();
+        authorization.user = own.user;
+        authorization.password = own.password;
+        authorization.token = own.token;
+        if own.timeout.is_some() {
+            authorization.timeout = own.timeout;
+        }
+        Some(Self::new(&authorization, websocket.no_auth_user.as_deref()))
     }
 
     pub fn new(authorization: &Authorization, no_auth_user: Option<&str>) -> Self {

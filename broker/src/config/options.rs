@@ -145,20 +145,48 @@ pub fn validate(options: &ServerOptions) -> Result<(), ConfigError> {
             return inconsistent("can not have both a token and a users array".to_string());
         }
     }
-    if let Some(no_auth_user) = &options.no_auth_user {
+    let known_user = |no_auth_user: &str| {
         if authorization.users.is_empty() {
-            return inconsistent(format!(
+            return Err(format!(
                 "no_auth_user {no_auth_user:?} is set, but no users are defined"
             ));
         }
         if !authorization
             .users
             .iter()
-            .any(|user| &user.user == no_auth_user)
+            .any(|user| user.user == no_auth_user)
         {
-            return inconsistent(format!(
+            return Err(format!(
                 "no_auth_user {no_auth_user:?} is not one of the authorization users"
             ));
+        }
+        Ok(())
+    };
+    if let Some(no_auth_user) = &options.no_auth_user {
+        if let Err(message) = known_user(no_auth_user) {
+            return inconsistent(message);
+        }
+    }
+    if let Some(websocket) = &options.websocket {
+        if let Some(no_auth_user) = &websocket.no_auth_user {
+            if let Err(message) = known_user(no_auth_user) {
+                return inconsistent(format!("websocket {message}"));
+            }
+        }
+        // nats-server's checks: a WebSocket user or token of its own excludes users lists.
+        let has_users = !authorization.users.is_empty() || !authorization.nkey_users.is_empty();
+        let own = websocket.authorization.as_ref();
+        if has_users && own.is_some_and(|own| own.user.is_some()) {
+            return inconsistent(
+                "websocket authentication username not compatible with presence of users/nkeys"
+                    .to_string(),
+            );
+        }
+        if has_users && own.is_some_and(|own| own.token.is_some()) {
+            return inconsistent(
+                "websocket authentication token not compatible with presence of users/nkeys"
+                    .to_string(),
+            );
         }
     }
     Ok(())

@@ -472,3 +472,26 @@ fn port_helpers_follow_nats_server_semantics() {
     assert_eq!(monitoring_port(8222), Ok(Some(Some(8222))));
     assert!(monitoring_port(-2).is_err());
 }
+
+#[test]
+fn websocket_authentication_is_checked_as_nats_server_checks_it() {
+    let users = "authorization { users: [{user: a, password: b}] }\n";
+    assert_eq!(
+        load_error(&format!(
+            "{users}websocket {{ port: 8080, no_tls: true, authorization {{ username: w, password: x }} }}\n"
+        )),
+        "websocket authentication username not compatible with presence of users/nkeys"
+    );
+    assert_eq!(
+        load_error(&format!(
+            "{users}websocket {{ port: 8080, no_tls: true, authorization {{ token: t }} }}\n"
+        )),
+        "websocket authentication token not compatible with presence of users/nkeys"
+    );
+    assert_eq!(
+        load_error(&format!(
+            "{users}websocket {{ port: 8080, no_tls: true, no_auth_user: nobody }}\n"
+        )),
+        "websocket no_auth_user \"nobody\" is not one of the authorization users"
+    );
+}

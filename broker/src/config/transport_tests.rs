@@ -124,7 +124,7 @@ fn tls_errors_point_at_the_value() {
 #[test]
 fn a_websocket_block_becomes_websocket_options() {
     let options = load(&format!(
-        "websocket {{\n  listen: \"127.0.0.1:8443\"\n  tls {{ {CERTIFICATE} }}\n  same_origin: true\n  allowed_origins: [\"https://app.example\"]\n  compression: true\n  handshake_timeout: \"5s\"\n  no_auth_user: alice\n  token_cookie: tok\n  headers {{ X-Served-By: tern }}\n  authorization {{ token: secret, timeout: 3 }}\n}}\n"
+        "websocket {{\n  listen: \"127.0.0.1:8443\"\n  tls {{ {CERTIFICATE} }}\n  same_origin: true\n  allowed_origins: [\"https://app.example\"]\n  compression: true\n  handshake_timeout: \"5s\"\n  token_cookie: tok\n  headers {{ X-Served-By: tern }}\n  authorization {{ token: secret, timeout: 3 }}\n}}\n"
     ));
     let websocket = options.websocket.unwrap();
     assert_eq!(websocket.listen.host, "127.0.0.1");
@@ -133,7 +133,6 @@ fn a_websocket_block_becomes_websocket_options() {
     assert!(websocket.same_origin && websocket.compression);
     assert_eq!(websocket.allowed_origins, vec!["https://app.example"]);
     assert_eq!(websocket.handshake_timeout, Duration::from_secs(5));
-    assert_eq!(websocket.no_auth_user.as_deref(), Some("alice"));
     assert_eq!(websocket.token_cookie.as_deref(), Some("tok"));
     assert_eq!(
         websocket.headers,

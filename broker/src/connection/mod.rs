@@ -172,6 +172,8 @@ pub struct Connection {
     pub websocket: bool,
     /// The negotiated TLS parameters, once a handshake completed (set once, by the session).
     tls: OnceLock<TlsDetails>,
+    /// Credentials a WebSocket client sent as cookies in its upgrade request (set once).
+    cookies: OnceLock<crate::transport::websocket::CookieCredentials>,
     pub started: SystemTime,
     pub outbound: Mutex<Outbound>,
     /// Wakes the writer task when frames were queued.
@@ -214,6 +216,7 @@ impl Connection {
             local_address: None,
             websocket: false,
             tls: OnceLock::new(),
+            cookies: OnceLock::new(),
             started,
             outbound: Mutex::new(Outbound::new(max_pending)),
             flush: Notify::new(),
@@ -270,6 +273,15 @@ impl Connection {
 
     pub fn tls_details(&self) -> Option<TlsDetails> {
         self.tls.get().copied()
+    }
+
+    pub fn set_cookie_credentials(&self, cookies: crate::transport::websocket::CookieCredentials) {
+        let _ = self.cookies.set(cookies);
+    }
+
+    /// What a WebSocket client's cookies carry, used where CONNECT lacks credentials.
+    pub fn cookie_credentials(&self) -> Option<&crate::transport::websocket::CookieCredentials> {
+        self.cookies.get()
     }
 
     pub fn supports_headers(&self) -> bool {

@@ -119,7 +119,7 @@ impl Server {
             )
             .with_local_address(stream.local_addr().ok())
             .with_nonce(
-                self.authenticator()
+                self.authenticator_for(kind == ClientListener::WebSocket)
                     .needs_nonce()
                     .then(crate::identity::new_nonce),
             )
@@ -303,7 +303,10 @@ impl Server {
                 };
                 match accept_websocket(stream, &settings).await {
                     Ok(upgrade) => Ok(Established {
-                        transport: upgrade.transport,
+                        transport: {
+                            connection.set_cookie_credentials(upgrade.credentials);
+                            upgrade.transport
+                        },
                         info_sent: false,
                     }),
                     Err(error) => Err(Some(log_websocket_error(address, &error))),
