@@ -531,8 +531,44 @@ fn a_reloadable_change_goes_out_without_a_restart(tier: &Tier) -> Result<(), Str
                 (varz.get("max_payload").and_then(Value::as_u64) == Some(2_097_152)).then_some(())
             },
         )
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| {
+            let status = tier
+                .json(&["get", "natscluster", "hub", "-n", "e2e-cluster"])
+                .map(|object| {
+                    object
+                        .pointer("/status")
+                        .map(Value::to_string)
+                        .unwrap_or_default()
+                })
+                .unwrap_or_else(|error| error);
+            let config = tier
+                .json(&["get", "configmap", "hub-config", "-n", "e2e-cluster"])
+                .map(|object| {
+                    object
+                        .pointer("/data/hub-0.conf")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .unwrap_or_else(|error| error);
+            format!("{error}\nstatus: {status}\nhub-0.conf:\n{config}")
+        })?;
     }
+    // The operator sees it too: every server's /varz config_digest is the new config's.
+    tier.wait_for(
+        "ConfigApplied=True on hub",
+        Duration::from_secs(90),
+        &["get", "natscluster", "hub", "-n", "e2e-cluster"],
+        |object| {
+            (observed_current(object)
+                && condition_is(object, "ConfigApplied", "True")
+                && condition(object, "ConfigApplied")
+                    .and_then(|condition| condition.get("message"))
+                    .and_then(Value::as_str)
+                    == Some("3 of 3 servers run the current config"))
+            .then_some(())
+        },
+    )?;
     let after = pod_uids(tier, "e2e-cluster", "hub")?;
     if before != after {
         return Err(format!(

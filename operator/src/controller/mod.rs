@@ -20,6 +20,7 @@ pub mod metrics;
 mod resources;
 pub mod rollout;
 pub mod server_set;
+pub mod varz;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -158,7 +158,14 @@ fn now() -> Time {
 fn next_action(context: &Context, observation: &Observation) -> Action {
     let settled = matches!(observation.rollout, Step::Settled)
         && observation.ready >= observation.desired
-        && observation.replicas == observation.desired;
+        && observation.replicas == observation.desired
+        && observation
+            .config_applied
+            .as_ref()
+            // Servers the operator cannot reach (a NetworkPolicy, say) are not polled for.
+            .is_none_or(|config_applied| {
+                config_applied.status || config_applied.reason == "Unreachable"
+            });
     if settled {
         Action::requeue(context.settings.resync)
     } else {

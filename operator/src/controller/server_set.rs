@@ -4,6 +4,9 @@
 //!
 //! [`decide_conditions`] is pure: the conditions a set's status shows for an observation.
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
@@ -13,7 +16,7 @@ use kube::ResourceExt;
 use super::conditions::Decided;
 use super::context::Context;
 use super::rollout::{next_step, PodView, SetView, Step};
-use super::{apply, log, ReconcileError};
+use super::{apply, log, varz, ReconcileError};
 use crate::crd::ConditionType;
 use crate::render::{Rendered, SetSummary};
 
@@ -33,6 +36,8 @@ pub struct Observation {
     pub scale_down_blocked: Option<String>,
     /// Rendered parts left out until what they need exists.
     pub waiting_for: Vec<String>,
+    /// Whether every server runs the current config (from their `/varz`).
+    pub config_applied: Option<Decided>,
 }
 
 /// The conditions of a set's status (besides SpecValid, which the caller knows).
@@ -112,6 +117,9 @@ pub fn decide_conditions(observation: &Observation) -> Vec<Decided> {
     };
     let settled = !progressing.status;
     conditions.push(progressing);
+    if let Some(config_applied) = &observation.config_applied {
+        conditions.push(config_applied.clone());
+    }
     let all_ready = observation.ready >= observation.desired && observation.desired > 0;
     conditions.push(if observation.scale_down_blocked.is_some() {
         Decided::new(
@@ -223,6 +231,7 @@ pub async fn reconcile_set(
             rollout: Step::Settled,
             scale_down_blocked: Some(message),
             waiting_for: rendered.waiting_for.clone(),
+            config_applied: None,
         });
     }
     for object in &rendered.objects {
@@ -262,7 +271,9 @@ pub async fn reconcile_set(
             ReconcileError::kubernetes("get", "StatefulSet", namespace, &summary.name, source)
         })?;
     let (replicas, ready) = status_replicas(stateful_set.as_ref());
-    let rollout = advance_rollout(context, regarding, kind, summary, stateful_set.as_ref()).await?;
+    let (rollout, addresses) =
+        advance_rollout(context, regarding, kind, summary, stateful_set.as_ref()).await?;
+    let config_applied = Some(config_applied(summary, &addresses).await);
     Ok(Observation {
         desired: summary.replicas,
         replicas,
@@ -270,6 +281,7 @@ pub async fn reconcile_set(
         rollout,
         scale_down_blocked: None,
         waiting_for: rendered.waiting_for.clone(),
+        config_applied,
     })
 }
 
@@ -298,18 +310,49 @@ fn status_replicas(stateful_set: Option<&StatefulSet>) -> (i32, i32) {
         })
 }
 
+/// Asks every running server which config it runs.
+async fn config_applied(summary: &SetSummary, addresses: &BTreeMap<String, IpAddr>) -> Decided {
+    let asked = summary.config_digests.keys().map(|pod| async move {
+        let reported = match addresses.get(pod) {
+            Some(ip) => varz::config_digest(SocketAddr::new(*ip, summary.monitor_port)).await,
+            None => varz::Reported::Unreachable("no pod IP yet".to_string()),
+        };
+        (pod.clone(), reported)
+    });
+    let reported: BTreeMap<String, varz::Reported> = futures_util::future::join_all(asked)
+        .await
+        .into_iter()
+        .collect();
+    varz::decide(&summary.config_digests, &reported)
+}
+
+/// Pod name → IP of each pod that runs and is not terminating.
+fn pod_addresses(pods: &[Pod]) -> BTreeMap<String, IpAddr> {
+    pods.iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let ip = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+            Some((pod.name_any(), ip))
+        })
+        .collect()
+}
+
+/// The next rollout step (a pod deleted when it is a restart), and the pods' addresses.
 async fn advance_rollout(
     context: &Context,
     regarding: &ObjectReference,
     kind: &str,
     summary: &SetSummary,
     stateful_set: Option<&StatefulSet>,
-) -> Result<Step, ReconcileError> {
+) -> Result<(Step, BTreeMap<String, IpAddr>), ReconcileError> {
     let Some(stateful_set) = stateful_set else {
-        return Ok(Step::Waiting {
-            outdated: 0,
-            reason: format!("StatefulSet {} does not exist yet", summary.name),
-        });
+        return Ok((
+            Step::Waiting {
+                outdated: 0,
+                reason: format!("StatefulSet {} does not exist yet", summary.name),
+            },
+            BTreeMap::new(),
+        ));
     };
     let view = SetView {
         replicas: u32::try_from(summary.replicas).unwrap_or(0),
@@ -331,6 +374,7 @@ async fn advance_rollout(
             ReconcileError::kubernetes("list", "Pod", &summary.namespace, "", source)
         })?;
     let views: Vec<PodView> = pods.items.iter().filter_map(pod_view).collect();
+    let addresses = pod_addresses(&pods.items);
     let step = next_step(&view, &views);
     log::debug(
         "rollout",
@@ -394,7 +438,7 @@ async fn advance_rollout(
             }
         }
     }
-    Ok(step)
+    Ok((step, addresses))
 }
 
 #[cfg(test)]
@@ -409,6 +453,7 @@ mod tests {
             rollout,
             scale_down_blocked: None,
             waiting_for: Vec::new(),
+            config_applied: None,
         }
     }
 

@@ -174,6 +174,11 @@ pub struct SetSummary {
     pub websocket_url: Option<String>,
     /// JetStream runs on these servers: removing one can lose data or quorum.
     pub jetstream: bool,
+    /// The monitoring port, where `/varz` reports each server's `config_digest`.
+    pub monitor_port: u16,
+    /// Pod name → `sha256:<hex>` of its config file: what its `/varz` `config_digest` reads
+    /// once it runs the current config.
+    pub config_digests: BTreeMap<String, String>,
 }
 
 impl Rendered {
@@ -348,6 +353,13 @@ fn render_server_set(set: &ServerSet, environment: &Environment) -> Result<Rende
             format!("{scheme}://{service_host}:{}", websocket.port)
         }),
         jetstream: set.jetstream.is_some(),
+        monitor_port: set.listeners.monitor_port,
+        config_digests: (0..set.replicas)
+            .filter_map(|ordinal| {
+                let text = configs.get(&config_file_name(set, ordinal))?;
+                Some((set.pod_name(ordinal), sha256(text.as_bytes())))
+            })
+            .collect(),
     };
     Ok(Rendered {
         configs,
