@@ -142,9 +142,15 @@ pub async fn handle_signals(
 
 /// Reloads whenever the config file's content changes (opt-in `watch_config`), so a mounted
 /// Kubernetes ConfigMap takes effect without a sidecar.
-pub async fn watch_config_file(server: Arc<Server>, path: PathBuf, loader: Arc<OptionsLoader>) {
+/// `baseline` is the file's content before the running options were loaded from it.
+pub async fn watch_config_file(
+    server: Arc<Server>,
+    path: PathBuf,
+    baseline: Option<Vec<u8>>,
+    loader: Arc<OptionsLoader>,
+) {
     let stop = server.shutdown_token();
-    let mut last = std::fs::read(&path).ok();
+    let mut last = baseline;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

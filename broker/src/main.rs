@@ -67,6 +67,12 @@ fn main() -> ExitCode {
 }
 
 fn run(flags: Flags) -> ExitCode {
+    // The watch compares against the bytes read before the options were: a change made while
+    // the server starts is then reloaded, never missed (at worst reloaded once for nothing).
+    let watched_baseline = flags
+        .config_file
+        .as_ref()
+        .and_then(|path| std::fs::read(path).ok());
     let options = match config::resolve(&flags) {
         Ok(options) => options,
         Err(error) => {
@@ -111,6 +117,7 @@ fn run(flags: Flags) -> ExitCode {
             tokio::spawn(lifecycle::watch_config_file(
                 Arc::clone(&server),
                 path,
+                watched_baseline,
                 Arc::clone(&loader),
             ));
         }

@@ -505,3 +505,32 @@ fn reload_with_a_broken_file_keeps_the_old_permissions_and_connections() {
         Ok(())
     });
 }
+
+/// Tern's opt-in `--watch_config`: a change to the file (as a mounted ConfigMap changes) is
+/// reloaded without a signal, and INFO of new clients shows it.
+#[test]
+fn a_watched_config_file_reloads_when_it_changes() {
+    tern_e2e::for_each_server_kind_of(&[ServerKind::Tern], |kind| {
+        let server = ServerProcess::start(
+            kind,
+            ServerConfig::from_text("max_payload: 1024\n").with_argument("--watch_config"),
+        )?;
+        let max_payload = || -> anyhow::Result<u64> {
+            let mut client = RawClient::connect_to(&server)?;
+            let info = client.read_info()?;
+            info.get("max_payload")
+                .and_then(serde_json::Value::as_u64)
+                .context("INFO has no max_payload")
+        };
+        anyhow::ensure!(max_payload()? == 1024, "the starting max_payload");
+        fs::write(server.config_path(), "max_payload: 4096\n")?;
+        // The watch looks every 2 s; the deadline leaves room for a busy machine.
+        wait_until(
+            "the watched file's max_payload to show in INFO",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || (max_payload().ok()? == 4096).then_some(()),
+        )?;
+        Ok(())
+    });
+}
