@@ -330,10 +330,16 @@ impl Server {
                 String::new(),
             ),
         };
-        let connect_urls = if cluster_options.no_advertise {
-            Vec::new()
+        let reached_at = local_address.map(|address| address.ip());
+        let (connect_urls, ws_connect_urls) = if cluster_options.no_advertise {
+            (Vec::new(), Vec::new())
         } else {
-            vec![self.own_client_url(&options, local_address.map(|address| address.ip()))]
+            (
+                vec![self.own_client_url(&options, reached_at)],
+                self.own_websocket_url(&options, reached_at)
+                    .into_iter()
+                    .collect(),
+            )
         };
         RouteInfo {
             server_id: self.server_id.clone(),
@@ -352,6 +358,7 @@ impl Server {
             cluster: cluster.name(),
             cluster_dynamic: cluster.is_dynamic(),
             connect_urls,
+            ws_connect_urls,
             ldm: self.is_lame_duck(),
             gateway: String::new(),
             route_account: String::new(),
@@ -383,11 +390,40 @@ impl Server {
         }
     }
 
+    /// This server's WebSocket address as clients should dial it (`advertise`, else the
+    /// listener, an unspecified host replaced by the address a peer reached us at); `None`
+    /// without a WebSocket listener.
+    fn own_websocket_url(
+        &self,
+        options: &ServerOptions,
+        reached_at: Option<std::net::IpAddr>,
+    ) -> Option<String> {
+        let websocket = options.websocket.as_ref()?;
+        let port = self.addresses()?.websocket?.port();
+        if let Some(advertise) = &websocket.advertise {
+            return Some(if advertise.contains(':') {
+                advertise.clone()
+            } else {
+                format!("{advertise}:{port}")
+            });
+        }
+        let host = &websocket.listen.host;
+        let unspecified = host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_unspecified());
+        Some(match reached_at {
+            Some(address) if unspecified => SocketAddr::new(address, port).to_string(),
+            _ if host.contains(':') => format!("[{host}]:{port}"),
+            _ => format!("{host}:{port}"),
+        })
+    }
+
     /// Client URLs of the whole cluster for the client INFO (empty without a cluster).
     pub fn client_connect_urls(
         &self,
         options: &ServerOptions,
         reached_at: Option<std::net::IpAddr>,
+        websocket: bool,
     ) -> Vec<String> {
         let Some(cluster) = &self.cluster else {
             return Vec::new();
@@ -397,9 +433,14 @@ impl Server {
         }
         let mut urls = Vec::new();
         if !self.is_lame_duck() {
-            urls.push(self.own_client_url(options, reached_at));
+            let own = if websocket {
+                self.own_websocket_url(options, reached_at)
+            } else {
+                Some(self.own_client_url(options, reached_at))
+            };
+            urls.extend(own);
         }
-        for url in cluster.remote_connect_urls() {
+        for url in cluster.remote_connect_urls(websocket) {
             if !urls.contains(&url) {
                 urls.push(url);
             }
@@ -459,8 +500,9 @@ impl Server {
     }
 
     /// INFO for one client connection. A WebSocket client is told about the WebSocket
-    /// listener (its address, whether it is `wss://`) and gets no `connect_urls`, which name
-    /// NATS ports it could not use; as nats-server 2.10+ does.
+    /// listener (its address, whether it is `wss://`), and its `connect_urls` are the
+    /// cluster's WebSocket URLs (learnt from routes' `ws_connect_urls`), never NATS ports it
+    /// could not use; as nats-server does.
     pub fn client_info(&self, connection: &Connection) -> ServerInfo {
         let options = self.options();
         let (host, port) = self.advertised_client_address(&options);
@@ -491,6 +533,7 @@ impl Server {
             connect_urls: self.client_connect_urls(
                 &options,
                 connection.local_address.map(|address| address.ip()),
+                connection.websocket,
             ),
             ldm: self.is_lame_duck(),
         };
@@ -504,7 +547,6 @@ impl Server {
         info.tls_required = websocket_tls;
         info.tls_available = websocket_tls;
         info.tls_verify = false;
-        info.connect_urls = Vec::new();
         if let (Some(websocket), Some(address)) = (
             &options.websocket,
             self.addresses().and_then(|addresses| addresses.websocket),

@@ -36,6 +36,9 @@ pub struct RouteInfo {
     pub cluster_dynamic: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
+    /// Where WebSocket clients reach the server (`host:port`), for WebSocket clients' INFO.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ws_connect_urls: Vec<String>,
     #[serde(skip_serializing_if = "is_false")]
     pub ldm: bool,
     /// Set on gateway gossip carried over routes; such an INFO is not about a route.

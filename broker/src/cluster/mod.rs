@@ -44,6 +44,8 @@ pub struct RemoteServer {
     pub id: String,
     pub name: String,
     pub connect_urls: Vec<String>,
+    /// Its WebSocket listener's URLs (`host:port`), for WebSocket clients.
+    pub ws_connect_urls: Vec<String>,
     /// `nats-route://host:port/` to reach it, as announced to other routes.
     pub url: String,
     pub solicited: bool,
@@ -181,12 +183,19 @@ impl Cluster {
         self.routes.lock().contains_key(server_id)
     }
 
-    /// Client URLs of every other server, for the client INFO.
-    pub fn remote_connect_urls(&self) -> Vec<String> {
+    /// Client URLs (or, with `websocket`, WebSocket URLs) of every other server, for the
+    /// client INFO.
+    pub fn remote_connect_urls(&self, websocket: bool) -> Vec<String> {
         let routes = self.routes.lock();
         let mut urls: Vec<String> = routes
             .values()
-            .flat_map(|route| route.remote.connect_urls.iter().cloned())
+            .flat_map(|route| {
+                if websocket {
+                    route.remote.ws_connect_urls.iter().cloned()
+                } else {
+                    route.remote.connect_urls.iter().cloned()
+                }
+            })
             .collect();
         urls.sort();
         urls.dedup();
@@ -197,6 +206,7 @@ impl Cluster {
     pub fn forget_connect_urls(&self, server_id: &str) {
         if let Some(route) = self.routes.lock().get_mut(server_id) {
             route.remote.connect_urls.clear();
+            route.remote.ws_connect_urls.clear();
         }
     }
 

@@ -435,6 +435,7 @@ impl RouteSession {
             id: info.server_id.clone(),
             name: info.server_name.clone(),
             connect_urls: info.connect_urls.clone(),
+            ws_connect_urls: info.ws_connect_urls.clone(),
             url: url.clone(),
             solicited: self.solicited.is_some(),
             configured: self

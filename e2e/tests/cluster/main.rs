@@ -21,3 +21,4 @@ mod partition;
 mod refusal;
 mod support;
 mod tls;
+mod websocket_urls;
