@@ -25,6 +25,8 @@ OWNED_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 # (apiGroup, resource) -> verbs: the complete grant in each managed namespace.
 EXPECTED = {
     **{(GROUP, kind): {"get", "list", "watch", "patch", "update"} for kind in KINDS},
+    # SuperClusters create (and remove) the NatsClusters of their template members.
+    (GROUP, "natsclusters"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     **{(GROUP, kind + "/status"): {"get", "patch", "update"} for kind in KINDS},
     **{(GROUP, kind + "/finalizers"): {"update"} for kind in KINDS},
     ("", "configmaps"): OWNED_VERBS,
@@ -32,7 +34,8 @@ EXPECTED = {
     ("", "serviceaccounts"): OWNED_VERBS,
     ("apps", "statefulsets"): OWNED_VERBS,
     ("policy", "poddisruptionbudgets"): OWNED_VERBS,
-    ("", "pods"): {"get", "list", "watch", "delete"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/eviction"): {"create"},
     ("", "secrets"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},

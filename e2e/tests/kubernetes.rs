@@ -130,6 +130,8 @@ impl Tier {
             &self.operator_kubeconfig,
             self.plane.directory(),
             &[
+                "--kubernetes-cluster-name",
+                "here",
                 "--leader-election-namespace",
                 OPERATOR_NAMESPACE,
                 "--leader-election-lease",
@@ -849,6 +851,76 @@ fn external_addresses_are_waited_for_then_advertised(tier: &Tier) -> Result<(), 
         .map(|_| ())
 }
 
+fn super_cluster(members: &[&str]) -> String {
+    let mut text = String::from(
+        "apiVersion: tern.dev/v1alpha1\nkind: SuperCluster\nmetadata:\n  name: global\n  namespace: e2e-super\nspec:\n  members:\n",
+    );
+    for member in members {
+        text.push_str(&format!(
+            "    - name: {member}\n      kubernetesCluster: here\n      template:\n        replicas: 1\n"
+        ));
+    }
+    text.push_str("    - name: central\n      gateway:\n        urls:\n          - nats://central.example.net:7222\n");
+    text
+}
+
+/// A SuperCluster creates a NatsCluster (owned by it) for each template member and reports
+/// its members; a member taken out of the spec is deleted. (The members' servers need
+/// gateways, which the broker does not run yet, so they are not waited for.)
+fn a_super_cluster_creates_and_removes_its_member_clusters(tier: &Tier) -> Result<(), String> {
+    namespace(tier, "e2e-super")?;
+    tier.apply(&super_cluster(&["east", "west"]))?;
+    for member in ["east", "west"] {
+        tier.wait_for(
+            &format!("NatsCluster {member} made from the template"),
+            Duration::from_secs(30),
+            &["get", "natscluster", member, "-n", "e2e-super"],
+            |object| {
+                let owner = object
+                    .pointer("/metadata/ownerReferences/0/kind")?
+                    .as_str()?;
+                (owner == "SuperCluster").then_some(())
+            },
+        )?;
+    }
+    tier.wait_for(
+        "the SuperCluster's status to list its members",
+        Duration::from_secs(30),
+        &["get", "supercluster", "global", "-n", "e2e-super"],
+        |object| {
+            let members = object.pointer("/status/members")?.as_array()?;
+            let local = |name: &str| {
+                members.iter().any(|member| {
+                    member.get("name").and_then(Value::as_str) == Some(name)
+                        && member.get("local").and_then(Value::as_bool) == Some(true)
+                })
+            };
+            (condition_is(object, "SpecValid", "True")
+                && local("east")
+                && local("west")
+                && members.len() == 3)
+                .then_some(())
+        },
+    )?;
+    tier.apply(&super_cluster(&["east"]))?;
+    tier.wait_for(
+        "NatsCluster west to be removed with its member",
+        Duration::from_secs(30),
+        &["get", "natsclusters", "-n", "e2e-super"],
+        |list| {
+            let names: Vec<&str> = list
+                .get("items")?
+                .as_array()?
+                .iter()
+                .filter_map(|item| item.pointer("/metadata/name")?.as_str())
+                .collect();
+            (names == ["east"]).then_some(())
+        },
+    )?;
+    tier.kubectl(&["delete", "namespace", "e2e-super", "--wait=false"])
+        .map(|_| ())
+}
+
 /// The leader's `/metrics` counts reconciles and says it leads; `/readyz` answers.
 fn the_operator_serves_metrics(tier: &Tier) -> Result<(), String> {
     let Some(leader) = tier.operators.first() else {
@@ -896,6 +968,8 @@ fn the_charts_rbac_is_enough_for_everything_the_operator_did(tier: &Tier) -> Res
         ("create", "clusterroles", "no"),
         ("patch", "statefulsets", "yes"),
         ("update", "natsclusters/status", "yes"),
+        ("create", "natsclusters", "yes"),
+        ("delete", "pods", "no"),
     ] {
         let output = tier
             .plane
@@ -995,7 +1069,7 @@ fn operator_against_a_real_control_plane() {
         });
     run("operator and kubelet stand-in start", setup.clone());
     if setup.is_ok() {
-        let scenarios: [(&str, Scenario); 10] = [
+        let scenarios: [(&str, Scenario); 11] = [
             (
                 "the API server enforces the CEL rules",
                 the_api_server_enforces_the_cel_rules,
@@ -1026,6 +1100,10 @@ fn operator_against_a_real_control_plane() {
                 external_addresses_are_waited_for_then_advertised,
             ),
             ("the operator serves metrics", the_operator_serves_metrics),
+            (
+                "a SuperCluster creates and removes its member clusters",
+                a_super_cluster_creates_and_removes_its_member_clusters,
+            ),
             (
                 "the chart's RBAC is enough",
                 the_charts_rbac_is_enough_for_everything_the_operator_did,

@@ -50,12 +50,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The rules the operator needs in every namespace it manages, and nothing more (no wildcards).
-- Its own resources: read and watch them, patch them (finalizers), write their status.
+- Its own resources: read and watch them, patch them (finalizers), write their status;
+  NatsClusters also created and deleted (the members a SuperCluster makes from templates).
   natsclusters/finalizers etc.: `update`, needed to set blockOwnerDeletion on owner references
   where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
 - What a resource renders into (ConfigMap, Services, StatefulSet, PodDisruptionBudget,
   ServiceAccount): server-side apply (create + patch), watch, and delete for orphan cleanup.
-- Pods: read, watch, delete one at a time for a health-gated rolling restart.
+- Pods: read, watch, and evict one at a time for a health-gated rolling restart (the
+  Eviction API, so a PodDisruptionBudget is honoured).
 - Secrets (TLS, auth, leaf-node credentials): read only.
 - Events for every disruptive action: create, and patch to count repeats (both API groups:
   kube-runtime's recorder writes events.k8s.io/v1).
@@ -63,8 +65,11 @@ Leases are not here: see the leader-election Role in the release namespace.
 */}}
 {{- define "tern-operator.rules" -}}
 - apiGroups: ["tern.dev"]
-  resources: ["natsclusters", "superclusters", "leafnodes"]
+  resources: ["superclusters", "leafnodes"]
   verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["tern.dev"]
+  resources: ["natsclusters"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["tern.dev"]
   resources: ["natsclusters/status", "superclusters/status", "leafnodes/status"]
   verbs: ["get", "patch", "update"]
@@ -82,7 +87,10 @@ Leases are not here: see the leader-election Role in the release namespace.
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]

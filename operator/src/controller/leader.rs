@@ -165,7 +165,10 @@ impl LeaderElection {
         let retry = (self.lease_duration / 5).max(Duration::from_millis(200));
         let mut announced = false;
         loop {
-            match self.attempt().await {
+            let attempt = tokio::time::timeout(self.lease_duration, self.attempt())
+                .await
+                .unwrap_or(Ok(false));
+            match attempt {
                 Ok(true) => {
                     log::info(
                         "leading",
@@ -199,7 +202,23 @@ impl LeaderElection {
                 () = stop.cancelled() => return Ok(()),
                 () = tokio::time::sleep(period) => {}
             }
-            match self.attempt().await {
+            // Every renewal must finish while the lease still holds, keeping one period in hand:
+            // an API server that stops answering must not keep this replica leading.
+            let budget = self
+                .lease_duration
+                .saturating_sub(last_renewal.elapsed())
+                .saturating_sub(period);
+            let attempt = match tokio::time::timeout(budget, self.attempt()).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(LeaderError::Lost {
+                        namespace: self.namespace.clone(),
+                        name: self.name.clone(),
+                        reason: "the API server did not answer a renewal in time".to_string(),
+                    })
+                }
+            };
+            match attempt {
                 Ok(true) => last_renewal = tokio::time::Instant::now(),
                 Ok(false) => {
                     return Err(LeaderError::Lost {

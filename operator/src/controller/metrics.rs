@@ -200,7 +200,8 @@ pub async fn serve(metrics: Metrics, listener: TcpListener, stop: CancellationTo
         });
     }
     connections.close();
-    connections.wait().await;
+    // A scraper's keep-alive connection must not hold up the operator's exit.
+    let _ = tokio::time::timeout(Duration::from_secs(2), connections.wait()).await;
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ use context::{Context, Settings, FIELD_MANAGER};
 use leader::LeaderElection;
 use metrics::Metrics;
 
+/// How long reconciles in flight may take to finish once the operator stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Why one reconcile failed (it is retried with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -58,6 +61,11 @@ pub enum ReconcileError {
     },
     #[error("cannot render: {0}")]
     Render(Box<RenderError>),
+    #[error("SuperCluster {super_cluster}, which runs this cluster, is invalid; its servers keep their running config until it is fixed: {message}")]
+    SuperClusterInvalid {
+        super_cluster: String,
+        message: String,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -85,10 +93,12 @@ impl ReconcileError {
             Self::Kubernetes { action, .. } => match *action {
                 "apply" => "ApplyFailed",
                 "delete" => "DeleteFailed",
+                "evict" => "EvictFailed",
                 "update status of" => "StatusFailed",
                 _ => "ReadFailed",
             },
             Self::Render(_) => "RenderFailed",
+            Self::SuperClusterInvalid { .. } => "SuperClusterInvalid",
             Self::Internal(_) => "Internal",
         }
     }
@@ -224,6 +234,12 @@ async fn report<K: Resource>(
 ) {
     match result {
         Ok(_) | Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        // A SuperCluster's members that are not NatsClusters here (remote ones, or not made
+        // yet): nothing to reconcile.
+        Err(kube::runtime::controller::Error::ObjectNotFound(reference)) => log::debug(
+            "nothing to reconcile",
+            &[("kind", kind), ("object", &reference.to_string())],
+        ),
         Err(error) => log::warn(
             "controller",
             &[("kind", kind), ("error", &error.to_string())],
@@ -382,9 +398,12 @@ pub async fn run(run: RunSettings) -> Result<(), RunError> {
             tokio::pin!(controllers);
             tokio::select! {
                 held = holding => {
-                    // Lost (or stopping): stop reconciling before anyone else starts.
+                    // Lost (or stopping): stop reconciling before anyone else starts. Reconciles
+                    // in flight get a bounded time to finish; then the process goes anyway.
                     stop.cancel();
-                    controllers.await;
+                    if tokio::time::timeout(SHUTDOWN_GRACE, controllers).await.is_err() {
+                        log::warn("reconciles still running at shutdown; exiting anyway", &[]);
+                    }
                     held
                 }
                 _ = &mut controllers => Ok(()),

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::apply::{self, NamespacedObject};
 use super::conditions::{merge, Decided};
-use super::context::Context;
+use super::context::{Context, FIELD_MANAGER};
 use super::rollout::Step;
 use super::server_set::{
     decide_conditions, reconcile_set, Observation, ALLOW_JETSTREAM_SCALE_DOWN_ANNOTATION,
@@ -44,23 +44,34 @@ fn identity<K: Resource>(object: &K) -> Result<(String, String, String), Reconci
 }
 
 /// What a render of something in `namespace` may depend on.
-async fn environment(context: &Context, namespace: &str) -> Result<Environment, ReconcileError> {
+/// NatsClusters are read from `namespace` and from `referenced` (a LeafNode's hubs elsewhere).
+async fn environment(
+    context: &Context,
+    namespace: &str,
+    referenced: &[String],
+) -> Result<Environment, ReconcileError> {
     let mut environment = Environment {
         kubernetes_cluster_name: context.settings.kubernetes_cluster_name.clone(),
         cluster_domain: context.settings.cluster_domain.clone(),
         ..Environment::default()
     };
-    let clusters: Api<NatsCluster> = Api::namespaced(context.client.clone(), namespace);
-    for cluster in clusters
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| {
-            ReconcileError::kubernetes("list", "NatsCluster", namespace, "", source)
-        })?
-    {
-        environment
-            .nats_clusters
-            .insert((namespace.to_string(), cluster.name_any()), cluster);
+    let mut namespaces: Vec<&str> = vec![namespace];
+    namespaces.extend(referenced.iter().map(String::as_str));
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    for cluster_namespace in namespaces {
+        let clusters: Api<NatsCluster> = Api::namespaced(context.client.clone(), cluster_namespace);
+        let listed = clusters
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| {
+                ReconcileError::kubernetes("list", "NatsCluster", cluster_namespace, "", source)
+            })?;
+        for cluster in listed {
+            environment
+                .nats_clusters
+                .insert((cluster_namespace.to_string(), cluster.name_any()), cluster);
+        }
     }
     let services: Api<Service> = Api::namespaced(context.client.clone(), namespace);
     for service in services
@@ -106,13 +117,28 @@ where
     let namespace = object.namespace().unwrap_or_else(|| "default".to_string());
     let name = object.name_any();
     let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    // Server-side apply of the whole status: a field the operator set before and leaves out
+    // now (an endpoint no longer served) is removed, which a merge patch would keep.
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
         .await
-        .map(|_| ())
-        .map_err(|source| {
-            ReconcileError::kubernetes("update status of", K::kind(&()), &namespace, &name, source)
-        })
+    {
+        // Deleted while it was reconciled: there is no status left to write.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        result => result.map(|_| ()),
+    }
+    .map_err(|source| {
+        ReconcileError::kubernetes("update status of", K::kind(&()), &namespace, &name, source)
+    })
 }
 
 /// The conditions of an invalid spec, and a Warning Event when the message is new.
@@ -154,8 +180,21 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// How often a resource whose config waits for something is looked at again.
+const WAITING_POLL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Requeue soon while something is under way, rarely once settled.
 fn next_action(context: &Context, observation: &Observation) -> Action {
+    // A refused scale-down waits for the spec or the annotation to change (both trigger a
+    // reconcile), not for a poll.
+    if observation.scale_down_blocked.is_some() {
+        return Action::requeue(context.settings.resync);
+    }
+    // Something the config needs (a hub in another namespace, say) may appear without a
+    // watched change; Services' addresses do trigger a reconcile.
+    if !observation.waiting_for.is_empty() {
+        return Action::requeue(WAITING_POLL);
+    }
     let settled = matches!(observation.rollout, Step::Settled)
         && observation.ready >= observation.desired
         && observation.replicas == observation.desired
@@ -173,6 +212,17 @@ fn next_action(context: &Context, observation: &Observation) -> Action {
     }
 }
 
+/// Whether `super_cluster` names NatsCluster `name` as a member (by member name or reference).
+fn names_member(super_cluster: &SuperCluster, name: &str) -> bool {
+    super_cluster.spec.members.iter().any(|member| {
+        member.name == name
+            || member
+                .nats_cluster_ref
+                .as_ref()
+                .is_some_and(|reference| reference.name == name)
+    })
+}
+
 /// The super-cluster membership of NatsCluster `name`, if a SuperCluster in its namespace runs
 /// it as a local member.
 async fn membership_of(
@@ -186,8 +236,18 @@ async fn membership_of(
         ReconcileError::kubernetes("list", "SuperCluster", namespace, "", source)
     })?;
     for super_cluster in super_clusters {
-        let Ok(plan) = validate_super_cluster(&super_cluster, environment) else {
-            continue;
+        let plan = match validate_super_cluster(&super_cluster, environment) {
+            Ok(plan) => plan,
+            // A SuperCluster that names this cluster but is invalid: rendering without it would
+            // drop the gateways and restart every server, so nothing is rendered until it is
+            // fixed (its own status says what is wrong).
+            Err(error) if names_member(&super_cluster, name) => {
+                return Err(ReconcileError::SuperClusterInvalid {
+                    super_cluster: super_cluster.name_any(),
+                    message: error.to_string(),
+                })
+            }
+            Err(_) => continue,
         };
         for member in plan.local_members {
             let member_name = match &member.source {
@@ -255,6 +315,24 @@ where
             let kind = K::kind(&());
             let observation =
                 reconcile_set(context, &regarding, &kind, &uid, allow, &rendered).await?;
+            if let Some(message) = &observation.scale_down_blocked {
+                let already_reported = existing.iter().any(|condition| {
+                    condition.type_ == ConditionType::ScaleDownBlocked.as_str()
+                        && condition.status == "True"
+                        && &condition.message == message
+                });
+                if !already_reported {
+                    context
+                        .event(
+                            &regarding,
+                            EventType::Warning,
+                            "ScaleDownBlocked",
+                            "Scale",
+                            message.clone(),
+                        )
+                        .await;
+                }
+            }
             let decided = decide_conditions(&observation);
             Ok(SetOutcome {
                 conditions: merge(existing, &decided, generation, now()),
@@ -273,7 +351,7 @@ pub async fn reconcile_nats_cluster(
         return Ok(Action::await_change());
     }
     let (namespace, name, _) = identity(cluster.as_ref())?;
-    let environment = environment(&context, &namespace).await?;
+    let environment = environment(&context, &namespace, &[]).await?;
     let membership = membership_of(&context, &namespace, &name, &environment).await?;
     let current = cluster.status.clone();
     let mut status = current.clone().unwrap_or_default();
@@ -306,7 +384,13 @@ pub async fn reconcile_leaf_node(
         return Ok(Action::await_change());
     }
     let (namespace, _, _) = identity(leaf_node.as_ref())?;
-    let environment = environment(&context, &namespace).await?;
+    let hub_namespaces: Vec<String> = leaf_node
+        .spec
+        .remotes
+        .iter()
+        .filter_map(|remote| remote.hub_ref.as_ref()?.namespace.clone())
+        .collect();
+    let environment = environment(&context, &namespace, &hub_namespaces).await?;
     let current = leaf_node.status.clone();
     let mut status: LeafNodeStatus = current.clone().unwrap_or_default();
     let render = render_leaf_node(&leaf_node, &environment);
@@ -331,6 +415,16 @@ pub async fn reconcile_leaf_node(
         });
     status.conditions = outcome.conditions;
     write_status(&context, leaf_node.as_ref(), current.as_ref(), &status).await?;
+    // A hub can make this spec invalid (no leaf node listener yet); a fix there is no change
+    // here, so a LeafNode with hub references looks again.
+    let has_hub = leaf_node
+        .spec
+        .remotes
+        .iter()
+        .any(|remote| remote.hub_ref.is_some());
+    if outcome.applied.is_none() && has_hub {
+        return Ok(Action::requeue(WAITING_POLL));
+    }
     Ok(outcome.action)
 }
 
@@ -343,7 +437,7 @@ pub async fn reconcile_super_cluster(
     }
     let (namespace, _, uid) = identity(super_cluster.as_ref())?;
     let regarding = super_cluster.object_ref(&());
-    let environment = environment(&context, &namespace).await?;
+    let environment = environment(&context, &namespace, &[]).await?;
     let current = super_cluster.status.clone();
     let existing = current
         .as_ref()

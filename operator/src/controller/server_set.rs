@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, EvictParams, ListParams};
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 
@@ -81,6 +81,12 @@ pub fn decide_conditions(observation: &Observation) -> Vec<Decided> {
         ),
     });
     let progressing = match &observation.rollout {
+        _ if observation.scale_down_blocked.is_some() => Decided::new(
+            ConditionType::Progressing,
+            false,
+            "ScaleDownBlocked",
+            "nothing changes while the scale-down is held back: see ScaleDownBlocked",
+        ),
         Step::Settled if observation.replicas != observation.desired => Decided::new(
             ConditionType::Progressing,
             true,
@@ -215,15 +221,7 @@ pub async fn reconcile_set(
         .and_then(|set| set.spec.as_ref())
         .and_then(|spec| spec.replicas);
     if let Some(message) = scale_down_refusal(summary, current_replicas, allow_scale_down) {
-        context
-            .event(
-                regarding,
-                EventType::Warning,
-                "ScaleDownBlocked",
-                "Scale",
-                message.clone(),
-            )
-            .await;
+        // The Warning Event is the caller's, once per new refusal (it knows the conditions).
         return Ok(Observation {
             desired: summary.replicas,
             replicas: status_replicas(existing.as_ref()).0,
@@ -424,12 +422,20 @@ async fn advance_rollout(
                 ),
             )
             .await;
-        match pods_api.delete(pod, &DeleteParams::default()).await {
+        // The Eviction API, not a plain delete: a PodDisruptionBudget (and a drain going on at
+        // the same time) is honoured; 429 means it refuses for now, and the next reconcile
+        // tries again.
+        match pods_api.evict(pod, &EvictParams::default()).await {
             Ok(_) => context.metrics.restarted(kind),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 429 => {
+                log::info(
+                    "restart held back",
+                    &[("pod", pod), ("reason", &status.message)],
+                );
+            }
             Err(source) => {
                 return Err(ReconcileError::kubernetes(
-                    "delete",
+                    "evict",
                     "Pod",
                     &summary.namespace,
                     pod,
