@@ -700,6 +700,12 @@ impl ClientSession {
             .collect();
         for subscription in &refused {
             self.connection.remove_subscription(subscription);
+        }
+        // Removed (and marked so) before the client is told: a publisher that matched one of
+        // them a moment ago checks the mark under the outbound lock, so no message on it can
+        // follow the -ERR, as nats-server guarantees.
+        self.server.unsubscribe_local(&self.account, &refused);
+        for subscription in &refused {
             // nats-server names the sid when a reload takes a subscription away.
             let message = format!(
                 "Permissions Violation for Subscription to {} (sid {})",
@@ -708,7 +714,6 @@ impl ClientSession {
             );
             self.send_error(&message);
         }
-        self.server.unsubscribe_local(&self.account, &refused);
     }
 
     fn ping_timer(&mut self) -> Result<(), CloseReason> {

@@ -337,10 +337,15 @@ fn deliver_to(
         header_length: message.header_length,
         payload: message.payload,
     };
-    let queued = connection
-        .outbound
-        .lock()
-        .push_delivery(&delivery, connection.supports_headers());
+    let queued = {
+        let mut outbound = connection.outbound.lock();
+        // Checked again under the lock: a subscription removed (and its client told so) since
+        // the claim above gets nothing after that notice.
+        if subscription.is_removed() {
+            return false;
+        }
+        outbound.push_delivery(&delivery, connection.supports_headers())
+    };
     match queued {
         Ok(_) => {
             connection.statistics.count_out(message.payload.len());
