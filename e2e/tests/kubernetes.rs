@@ -921,6 +921,56 @@ fn a_super_cluster_creates_and_removes_its_member_clusters(tier: &Tier) -> Resul
         .map(|_| ())
 }
 
+/// A rotated Secret (here the routes' password) rolls the servers that use it, one at a time.
+fn a_rotated_secret_rolls_the_servers_that_use_it(tier: &Tier) -> Result<(), String> {
+    namespace(tier, "e2e-secret")?;
+    let secret = |password: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: routes\n  namespace: e2e-secret\nstringData:\n  username: route\n  password: {password}\n"
+        )
+    };
+    tier.apply(&secret("first"))?;
+    tier.apply(&nats_cluster(
+        "e2e-secret",
+        "guarded",
+        2,
+        "  listeners:\n    routes:\n      authSecretRef:\n        name: routes\n",
+    ))?;
+    wait_ready(tier, "e2e-secret", "guarded", 2)?;
+    let before: BTreeSet<String> = pod_uids(tier, "e2e-secret", "guarded")?
+        .into_iter()
+        .map(|(_, uid)| uid)
+        .collect();
+    tier.apply(&secret("second"))?;
+    tier.wait_for(
+        "both servers replaced after the password changed",
+        READY_TIMEOUT,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "e2e-secret",
+            "-l",
+            "app.kubernetes.io/instance=guarded",
+        ],
+        |pods| {
+            let items = pods.get("items")?.as_array()?;
+            let replaced = items.len() == 2
+                && items.iter().all(|pod| {
+                    condition_is(pod, "Ready", "True")
+                        && pod
+                            .pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .is_some_and(|uid| !before.contains(uid))
+                });
+            replaced.then_some(())
+        },
+    )?;
+    wait_ready(tier, "e2e-secret", "guarded", 2)?;
+    tier.kubectl(&["delete", "namespace", "e2e-secret", "--wait=false"])
+        .map(|_| ())
+}
+
 /// The leader's `/metrics` counts reconciles and says it leads; `/readyz` answers.
 fn the_operator_serves_metrics(tier: &Tier) -> Result<(), String> {
     let Some(leader) = tier.operators.first() else {
@@ -1069,7 +1119,7 @@ fn operator_against_a_real_control_plane() {
         });
     run("operator and kubelet stand-in start", setup.clone());
     if setup.is_ok() {
-        let scenarios: [(&str, Scenario); 11] = [
+        let scenarios: [(&str, Scenario); 12] = [
             (
                 "the API server enforces the CEL rules",
                 the_api_server_enforces_the_cel_rules,
@@ -1103,6 +1153,10 @@ fn operator_against_a_real_control_plane() {
             (
                 "a SuperCluster creates and removes its member clusters",
                 a_super_cluster_creates_and_removes_its_member_clusters,
+            ),
+            (
+                "a rotated Secret rolls the servers that use it",
+                a_rotated_secret_rolls_the_servers_that_use_it,
             ),
             (
                 "the chart's RBAC is enough",

@@ -29,11 +29,13 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
@@ -223,6 +225,21 @@ fn member_references(super_cluster: SuperCluster) -> Vec<ObjectRef<NatsCluster>>
         .collect()
 }
 
+/// Every resource of `store` in the namespace of `secret` (a reconcile of one that does not use
+/// it changes nothing).
+fn in_namespace_of<K>(store: &Store<K>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let namespace = secret.namespace();
+    store
+        .state()
+        .iter()
+        .filter(|object| object.namespace() == namespace)
+        .map(|object| ObjectRef::from_obj(object.as_ref()))
+        .collect()
+}
+
 /// Logs what a controller stream yields besides successful reconciles (watch errors, objects
 /// gone before their reconcile ran); reconcile failures are logged by [`error_policy`].
 async fn report<K: Resource>(
@@ -259,22 +276,31 @@ async fn run_controllers(
     let nats_clusters = Controller::new(
         api::<NatsCluster>(&client, scope),
         watcher::Config::default(),
-    )
-    .owns(api::<StatefulSet>(&client, scope), owned.clone())
-    .owns(api::<ConfigMap>(&client, scope), owned.clone())
-    .owns(api::<Service>(&client, scope), owned.clone())
-    .watches(
-        api::<SuperCluster>(&client, scope),
-        watcher::Config::default(),
-        member_references,
-    )
-    .graceful_shutdown_on(stop.clone().cancelled_owned())
-    .run(
-        |object, context| measured(object, context, resources::reconcile_nats_cluster),
-        error_policy,
-        Arc::clone(&context),
-    )
-    .for_each(|result| report("NatsCluster", result));
+    );
+    let cluster_store = nats_clusters.store();
+    let nats_clusters = nats_clusters
+        // Secrets by their metadata only (no Secret data is held): a rotated password or
+        // certificate must reach the servers that use it (`server_set::SECRETS_HASH_ANNOTATION`).
+        .watches(
+            api::<PartialObjectMeta<Secret>>(&client, scope),
+            watcher::Config::default(),
+            move |secret| in_namespace_of(&cluster_store, &secret),
+        )
+        .owns(api::<StatefulSet>(&client, scope), owned.clone())
+        .owns(api::<ConfigMap>(&client, scope), owned.clone())
+        .owns(api::<Service>(&client, scope), owned.clone())
+        .watches(
+            api::<SuperCluster>(&client, scope),
+            watcher::Config::default(),
+            member_references,
+        )
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(
+            |object, context| measured(object, context, resources::reconcile_nats_cluster),
+            error_policy,
+            Arc::clone(&context),
+        )
+        .for_each(|result| report("NatsCluster", result));
     let super_clusters = Controller::new(
         api::<SuperCluster>(&client, scope),
         watcher::Config::default(),
@@ -290,7 +316,14 @@ async fn run_controllers(
         Arc::clone(&context),
     )
     .for_each(|result| report("SuperCluster", result));
-    let leaf_nodes = Controller::new(api::<LeafNode>(&client, scope), watcher::Config::default())
+    let leaf_nodes = Controller::new(api::<LeafNode>(&client, scope), watcher::Config::default());
+    let leaf_store = leaf_nodes.store();
+    let leaf_nodes = leaf_nodes
+        .watches(
+            api::<PartialObjectMeta<Secret>>(&client, scope),
+            watcher::Config::default(),
+            move |secret| in_namespace_of(&leaf_store, &secret),
+        )
         .owns(api::<StatefulSet>(&client, scope), owned.clone())
         .owns(api::<ConfigMap>(&client, scope), owned.clone())
         .owns(api::<Service>(&client, scope), owned)

@@ -4,11 +4,11 @@
 //!
 //! [`decide_conditions`] is pure: the conditions a set's status shows for an observation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
 use kube::api::{Api, EvictParams, ListParams};
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
@@ -18,11 +18,105 @@ use super::context::Context;
 use super::rollout::{next_step, PodView, SetView, Step};
 use super::{apply, log, varz, ReconcileError};
 use crate::crd::ConditionType;
-use crate::render::{Rendered, SetSummary};
+use crate::render::{Object, Rendered, SetSummary};
 
 /// Annotation on a NatsCluster or LeafNode that lets a scale-down of JetStream servers go
 /// ahead (the operator refuses it otherwise: the removed servers' data would be lost).
 pub const ALLOW_JETSTREAM_SCALE_DOWN_ANNOTATION: &str = "tern.dev/allow-jetstream-scale-down";
+
+/// On the pod template: a hash over the `resourceVersion` of every Secret the pods use, so a
+/// rotated password or certificate rolls the servers (credentials reach them as environment
+/// variables and files read at start).
+pub const SECRETS_HASH_ANNOTATION: &str = "tern.dev/secrets-hash";
+
+/// Names of the Secrets a pod template uses (volumes, projected volumes, environment).
+pub fn referenced_secrets(stateful_set: &StatefulSet) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let Some(pod) = stateful_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+    else {
+        return names;
+    };
+    for volume in pod.volumes.iter().flatten() {
+        if let Some(name) = volume
+            .secret
+            .as_ref()
+            .and_then(|secret| secret.secret_name.clone())
+        {
+            names.insert(name);
+        }
+        for source in volume
+            .projected
+            .iter()
+            .flat_map(|projected| projected.sources.iter().flatten())
+        {
+            if let Some(secret) = &source.secret {
+                names.insert(secret.name.clone());
+            }
+        }
+    }
+    for container in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        for variable in container.env.iter().flatten() {
+            if let Some(selector) = variable
+                .value_from
+                .as_ref()
+                .and_then(|source| source.secret_key_ref.as_ref())
+            {
+                names.insert(selector.name.clone());
+            }
+        }
+    }
+    names
+}
+
+fn annotate_template(stateful_set: &mut StatefulSet, key: &str, value: &str) {
+    if let Some(spec) = stateful_set.spec.as_mut() {
+        spec.template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_string(), value.to_string());
+    }
+}
+
+/// The hash over the used Secrets' versions (a missing one counts as absent: the pods wait
+/// for it as the kubelet does), or `None` when the pods use no Secret.
+async fn secrets_hash(
+    context: &Context,
+    namespace: &str,
+    objects: &[Object],
+) -> Result<Option<String>, ReconcileError> {
+    let names: BTreeSet<String> = objects
+        .iter()
+        .filter_map(|object| match object {
+            Object::StatefulSet(stateful_set) => Some(referenced_secrets(stateful_set)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+    let mut versions = String::new();
+    for name in &names {
+        let secret = secrets.get_opt(name).await.map_err(|source| {
+            ReconcileError::kubernetes("get", "Secret", namespace, name, source)
+        })?;
+        let version = secret
+            .and_then(|secret| secret.metadata.resource_version)
+            .unwrap_or_else(|| "absent".to_string());
+        versions.push_str(&format!("{name}={version}\n"));
+    }
+    Ok(Some(crate::render::metadata::sha256(versions.as_bytes())))
+}
 
 /// How far a set got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,8 +326,16 @@ pub async fn reconcile_set(
             config_applied: None,
         });
     }
+    let secrets_hash = secrets_hash(context, namespace, &rendered.objects).await?;
     for object in &rendered.objects {
-        apply::apply(&context.client, object).await?;
+        match (object, &secrets_hash) {
+            (Object::StatefulSet(stateful_set), Some(hash)) => {
+                let mut stateful_set = stateful_set.clone();
+                annotate_template(&mut stateful_set, SECRETS_HASH_ANNOTATION, hash);
+                apply::apply(&context.client, &Object::StatefulSet(stateful_set)).await?;
+            }
+            _ => apply::apply(&context.client, object).await?,
+        }
     }
     if let Some(previous) = current_replicas.filter(|replicas| *replicas != summary.replicas) {
         context
@@ -511,6 +613,30 @@ mod tests {
             find(&conditions, ConditionType::Ready).reason,
             "ScaleDownBlocked"
         );
+    }
+
+    #[test]
+    fn the_secrets_a_pod_template_uses_are_found_in_volumes_and_environment() {
+        let stateful_set: StatefulSet = serde_json::from_value(serde_json::json!({
+            "spec": {
+                "selector": {},
+                "serviceName": "x",
+                "template": { "spec": {
+                    "containers": [{ "name": "tern", "env": [
+                        { "name": "A", "value": "plain" },
+                        { "name": "B", "valueFrom": { "secretKeyRef": { "name": "routes", "key": "password" } } }
+                    ]}],
+                    "volumes": [
+                        { "name": "tls", "secret": { "secretName": "client-tls" } },
+                        { "name": "config", "configMap": { "name": "config" } },
+                        { "name": "both", "projected": { "sources": [ { "secret": { "name": "ca" } } ] } }
+                    ]
+                }}
+            }
+        }))
+        .expect("a StatefulSet");
+        let names: Vec<String> = referenced_secrets(&stateful_set).into_iter().collect();
+        assert_eq!(names, ["ca", "client-tls", "routes"]);
     }
 
     #[test]
