@@ -1001,8 +1001,9 @@ fn the_charts_rbac_is_enough_for_everything_the_operator_did(tier: &Tier) -> Res
         let log = operator.log();
         if let Some(line) = log
             .lines()
-            // kube's API errors read `... "forbidden" ... reason: "Forbidden", code: 403`.
-            .find(|line| line.to_ascii_lowercase().contains("forbidden"))
+            // An RBAC refusal reads `... is forbidden: User "system:serviceaccount:..." cannot
+            // <verb> resource ...`; other 403s (a namespace being deleted) are not about RBAC.
+            .find(|line| line.contains("is forbidden: User"))
         {
             return Err(format!(
                 "operator {} was refused: {line}",
