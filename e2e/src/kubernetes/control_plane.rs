@@ -73,7 +73,8 @@ pub fn binary_directory() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cache"));
+        // No HOME: the setup script refuses too, so this only makes the error name a path.
+        .unwrap_or_else(|| PathBuf::from(".cache"));
     cache
         .join("tern")
         .join(format!("kubernetes-{KUBERNETES_VERSION}"))

@@ -245,30 +245,30 @@ mod tests {
     fn start_script_quotes_mounts_and_execs_its_arguments() {
         let mounts = vec![
             PlannedMount {
-                source: PathBuf::from("/work/pods/ns/uid/volumes/config"),
+                source: PathBuf::from("node/pods/ns/uid/volumes/config"),
                 target: "/etc/tern/config".to_string(),
                 read_only: true,
                 is_file: false,
             },
             PlannedMount {
-                source: PathBuf::from("/work/it's here"),
+                source: PathBuf::from("node/it's here"),
                 target: "/data".to_string(),
                 read_only: false,
                 is_file: false,
             },
         ];
-        let script = render_start_script(&mounts, Path::new("/work/hosts"), "nats-0", None);
+        let script = render_start_script(&mounts, Path::new("node/hosts"), "nats-0", None);
         assert!(script.contains("mkdir -p '/etc/tern/config'\n"));
         assert!(
-            script.contains("mount --bind '/work/pods/ns/uid/volumes/config' '/etc/tern/config'\n")
+            script.contains("mount --bind 'node/pods/ns/uid/volumes/config' '/etc/tern/config'\n")
         );
-        assert!(script.contains("mount --bind '/work/it'\\''s here' '/data'\n"));
+        assert!(script.contains("mount --bind 'node/it'\\''s here' '/data'\n"));
         assert!(script.contains("mount -o remount,bind,ro '/etc/tern/config'\n"));
         assert!(!script.contains("remount,bind,ro '/data'"));
-        assert!(script.contains("mount --bind '/work/hosts' /etc/hosts\n"));
+        assert!(script.contains("mount --bind 'node/hosts' /etc/hosts\n"));
         assert!(script.ends_with("exec \"$@\"\n"));
         let remount = script.find("remount").expect("a remount");
-        let last_bind = script.rfind("mount --bind '/work/it").expect("a bind");
+        let last_bind = script.rfind("mount --bind 'node/it").expect("a bind");
         assert!(remount > last_bind, "read-only remounts follow every bind");
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }
