@@ -178,6 +178,13 @@ fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
         .find(|condition| condition.get("type").and_then(Value::as_str) == Some(type_))
 }
 
+fn condition_message(object: &Value, type_: &str) -> Option<String> {
+    condition(object, type_)?
+        .get("message")?
+        .as_str()
+        .map(str::to_string)
+}
+
 fn condition_is(object: &Value, type_: &str, status: &str) -> bool {
     condition(object, type_)
         .and_then(|condition| condition.get("status"))
@@ -290,11 +297,8 @@ fn an_invalid_spec_gets_a_condition_and_an_event(tier: &Tier) -> Result<(), Stri
         &["get", "natscluster", "bad", "-n", "e2e-invalid"],
         |object| {
             (condition_is(object, "SpecValid", "False") && condition_is(object, "Ready", "False"))
-                .then(|| condition(object, "SpecValid"))
+                .then(|| condition_message(object, "SpecValid"))
                 .flatten()
-                .and_then(|condition| condition.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
         },
     )?;
     if !message.contains("spec.config.overrides.port") {
@@ -564,9 +568,7 @@ fn a_reloadable_change_goes_out_without_a_restart(tier: &Tier) -> Result<(), Str
         |object| {
             (observed_current(object)
                 && condition_is(object, "ConfigApplied", "True")
-                && condition(object, "ConfigApplied")
-                    .and_then(|condition| condition.get("message"))
-                    .and_then(Value::as_str)
+                && condition_message(object, "ConfigApplied").as_deref()
                     == Some("3 of 3 servers run the current config"))
             .then_some(())
         },
@@ -798,11 +800,8 @@ fn external_addresses_are_waited_for_then_advertised(tier: &Tier) -> Result<(), 
         &["get", "natscluster", "edge", "-n", "e2e-expose"],
         |object| {
             condition_is(object, "AdvertiseAddressesResolved", "False")
-                .then(|| condition(object, "AdvertiseAddressesResolved"))
+                .then(|| condition_message(object, "AdvertiseAddressesResolved"))
                 .flatten()
-                .and_then(|condition| condition.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
         },
     )?;
     if !message.contains("Service e2e-expose/edge-leafnodes") {
