@@ -281,6 +281,12 @@ fn send_to_route(
     if connection.is_closing() {
         return;
     }
+    // A route dedicated to the account leaves the account token out.
+    let account = if connection.dedicated_account().is_some() {
+        &[][..]
+    } else {
+        account
+    };
     let outgoing = OutgoingRoutedMessage {
         account,
         subject: message.subject,

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::compression::CompressionMode;
+
 pub use crate::auth::Permissions;
 pub use crate::transport::options::{HandshakeFirst, TlsOptions, TlsVersion, WebSocketOptions};
 
@@ -196,6 +198,26 @@ pub struct ClusterOptions {
     pub auth_timeout: Option<Duration>,
     /// TLS for routes, both accepted and dialled: routes start with the TLS handshake.
     pub tls: Option<TlsOptions>,
+    /// Route connections to each other server (`pool_size`, default 3); `-1` means one
+    /// connection and no dedicated account routes, as a 2.9 server.
+    pub pool_size: i64,
+    /// Accounts with a dedicated route to each server (`accounts`); the system account is
+    /// added unless pooling is off.
+    pub pinned_accounts: Vec<String>,
+    /// How routes compress (`compression`, default `accept`).
+    pub compression: CompressionMode,
+    /// `s2_auto` round-trip thresholds.
+    pub compression_thresholds: Vec<Duration>,
+}
+
+/// nats-server's default route pool size.
+pub const DEFAULT_ROUTE_POOL_SIZE: i64 = 3;
+
+impl ClusterOptions {
+    /// Whether routes pool (and pin accounts): `pool_size` is not `-1`.
+    pub fn pools(&self) -> bool {
+        self.pool_size > 0
+    }
 }
 
 impl Default for ClusterOptions {
@@ -214,6 +236,10 @@ impl Default for ClusterOptions {
             password: None,
             auth_timeout: None,
             tls: None,
+            pool_size: DEFAULT_ROUTE_POOL_SIZE,
+            pinned_accounts: Vec::new(),
+            compression: CompressionMode::Accept,
+            compression_thresholds: crate::compression::mode::DEFAULT_RTT_THRESHOLDS.to_vec(),
         }
     }
 }

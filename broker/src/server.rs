@@ -174,7 +174,10 @@ impl Server {
             .unwrap_or_else(|| SYSTEM_ACCOUNT.to_string());
         let mut accounts = HashMap::new();
         accounts.insert(GLOBAL_ACCOUNT.to_string(), Arc::clone(&global_account));
-        accounts.insert(system_name.clone(), Arc::new(Account::new(system_name)));
+        accounts.insert(
+            system_name.clone(),
+            Arc::new(Account::new(system_name.clone())),
+        );
         for name in &options.accounts {
             accounts
                 .entry(name.clone())
@@ -185,7 +188,7 @@ impl Server {
         let cluster = options
             .cluster
             .clone()
-            .map(|cluster| Arc::new(Cluster::new(cluster)));
+            .map(|cluster| Arc::new(Cluster::new(cluster, &system_name)));
         let now = SystemTime::now();
         Arc::new(Self {
             authenticator: RwLock::new(Arc::new(Authenticator::from_options(&options))),
@@ -362,6 +365,13 @@ impl Server {
             ldm: self.is_lame_duck(),
             gateway: String::new(),
             route_account: String::new(),
+            route_pool_size: if cluster_options.pools() {
+                cluster_options.pool_size
+            } else {
+                0
+            },
+            route_pool_idx: 0,
+            compression: String::new(),
         }
     }
 

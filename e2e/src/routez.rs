@@ -28,6 +28,8 @@ pub struct RouteConnection {
     pub remote_name: String,
     /// The account a dedicated (pinned) connection carries (2.10+, `$SYS` at least).
     pub account: Option<String>,
+    /// The compression mode the connection settled on (2.10+; absent on 2.9).
+    pub compression: Option<String>,
     /// Messages received from the peer on this connection.
     pub in_msgs: u64,
     /// Messages sent to the peer on this connection.
@@ -122,6 +124,10 @@ impl RouteConnection {
                 .to_string(),
             account: json
                 .get("account")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            compression: json
+                .get("compression")
                 .and_then(Value::as_str)
                 .map(str::to_string),
             in_msgs: number_field(json, "in_msgs")?,

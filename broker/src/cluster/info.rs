@@ -1,8 +1,8 @@
 //! INFO and CONNECT as routes exchange them (JSON), with nats-server's field names.
 //!
-//! Tern announces neither `route_pool_size` nor `compression` nor `lnoc`, so a nats-server
-//! 2.10+ peer treats it as it treats a 2.9 server or one with `pool_size: -1`: one connection
-//! per server pair, account names in every operation, no compression.
+//! Tern announces `route_pool_size` and `compression` as nats-server 2.10+ does (so 2.10+
+//! peers pool and negotiate compression with it, and 2.9 peers ignore both), but not `lnoc`:
+//! it carries no leaf-node interest over routes.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,10 +44,22 @@ pub struct RouteInfo {
     /// Set on gateway gossip carried over routes; such an INFO is not about a route.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub gateway: String,
-    /// A 2.10+ peer's dedicated connection for one account, which Tern (not pooling) closes
-    /// as a duplicate so the peer stops asking.
+    /// Set on a connection dedicated to one account (pinned accounts, 2.10+).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub route_account: String,
+    /// The sender's pool size; absent (0) from servers that do not pool.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub route_pool_size: i64,
+    /// The pool slot the soliciting side chose for this connection (0 is omitted).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub route_pool_idx: i64,
+    /// The sender's compression mode; absent from servers that predate compression.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub compression: String,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 fn is_false(value: &bool) -> bool {

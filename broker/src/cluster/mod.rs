@@ -1,18 +1,23 @@
 //! The cluster: routes to the other servers, and what flows over them.
 //!
-//! Contract: one route connection per remote server (the first one registered wins; a
-//! duplicate is closed, and the survivor inherits the URL to reconnect to). Configured routes
-//! are retried for ever, gossiped (implicit) ones `connect_retries` times. A newly registered
-//! route is sent this server's whole local interest and is announced to the other routes, so a
-//! server given one seed meets everyone. Local interest changes reach every route as `RS+`/
-//! `RS-` in the order they happened. Client connect URLs learned from routes are merged into
-//! the client INFO and pushed to clients that take asynchronous INFO. Lock order: an account's
-//! interest lock, then `routes`, then a connection's outbound.
+//! Contract: the connections to each server are kept in a [`pool::Registry`]: a pool of
+//! `pool_size` connections to a server that pools too, one connection to one that does not
+//! (nats-server 2.9, `pool_size: -1`), and a dedicated connection per pinned account (the
+//! system account and `cluster { accounts }`). A connection for a taken slot is a duplicate
+//! and is closed; the survivor inherits the URL to reconnect to. Configured routes are retried
+//! for ever, gossiped (implicit) ones `connect_retries` times; every solicited pool member and
+//! pinned route reconnects by itself. A newly registered connection is sent the local interest
+//! of the accounts it carries, and a new server is announced to the other routes, so a server
+//! given one seed meets everyone. Local interest changes reach, in the order they happened,
+//! the connection carrying their account to each server. Client connect URLs learned from
+//! routes are merged into the client INFO and pushed to clients that take asynchronous INFO.
+//! Lock order: an account's interest lock, then `registry`, then a connection's outbound.
 
 pub mod info;
+pub mod pool;
 pub mod route;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,6 +37,7 @@ use crate::transport::tls::{ClientTls, ServerTls};
 use crate::transport::Transport;
 
 use self::info::RouteInfo;
+use self::pool::{pool_index, Registration, Registry, Request, RouteRole, Unregistered};
 
 /// Delay before a configured route is dialled again.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -54,20 +60,23 @@ pub struct RemoteServer {
     pub remote_address: SocketAddr,
 }
 
-#[derive(Debug)]
-struct RegisteredRoute {
-    connection: Arc<Connection>,
-    remote: RemoteServer,
-    /// The URL to dial again should this route drop (it was solicited, or a duplicate that
-    /// was solicited handed its URL over).
-    retry_url: Option<(RouteUrl, bool)>,
-}
-
-/// A snapshot of one route for monitoring.
+/// A snapshot of one route connection for monitoring.
 #[derive(Debug, Clone)]
 pub struct RouteSnapshot {
     pub connection: Arc<Connection>,
     pub remote: RemoteServer,
+    pub role: RouteRole,
+}
+
+/// Which connection a dial loop makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialTarget {
+    /// The first (or only) connection to a server; one loop per address.
+    Route,
+    /// Another connection of a pool, asked for once the previous one proved itself.
+    PoolMember,
+    /// The dedicated connection of an account; one loop per address and account.
+    Pinned(String),
 }
 
 #[derive(Debug)]
@@ -75,8 +84,11 @@ pub struct Cluster {
     options: RwLock<ClusterOptions>,
     name: RwLock<String>,
     dynamic: AtomicBool,
-    routes: Mutex<HashMap<String, RegisteredRoute>>,
-    /// Addresses with a dial loop running, so gossip does not start a second one.
+    registry: Mutex<Registry>,
+    /// Accounts with dedicated routes: the configured ones and the system account, when
+    /// routes pool.
+    pinned_accounts: Vec<String>,
+    /// Dial loops running, by address (and account), so gossip does not start a second one.
     dialling: Mutex<HashSet<String>>,
     /// Configured route addresses that turned out to be this server.
     to_self: Mutex<HashSet<String>>,
@@ -86,16 +98,24 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(options: ClusterOptions) -> Self {
+    pub fn new(options: ClusterOptions, system_account: &str) -> Self {
         let (name, dynamic) = match &options.name {
             Some(name) => (name.clone(), false),
             None => (crate::identity::new_nonce() + "dyn", true),
         };
+        let mut pinned_accounts = Vec::new();
+        if options.pools() {
+            pinned_accounts.clone_from(&options.pinned_accounts);
+            if !pinned_accounts.iter().any(|name| name == system_account) {
+                pinned_accounts.push(system_account.to_string());
+            }
+        }
         Self {
             options: RwLock::new(options),
             name: RwLock::new(name),
             dynamic: AtomicBool::new(dynamic),
-            routes: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
+            pinned_accounts,
             dialling: Mutex::new(HashSet::new()),
             to_self: Mutex::new(HashSet::new()),
             listen_address: Mutex::new(None),
@@ -144,6 +164,25 @@ impl Cluster {
         *self.listen_address.lock()
     }
 
+    /// Whether routes pool (`pool_size` is not -1).
+    pub fn pools(&self) -> bool {
+        self.options.read().pools()
+    }
+
+    /// This server's pool size (1 when it does not pool).
+    pub fn pool_size(&self) -> usize {
+        usize::try_from(self.options.read().pool_size.max(1)).unwrap_or(1)
+    }
+
+    /// Accounts with a dedicated route to each server.
+    pub fn pinned_accounts(&self) -> &[String] {
+        &self.pinned_accounts
+    }
+
+    pub fn is_pinned(&self, account: &str) -> bool {
+        self.pinned_accounts.iter().any(|name| name == account)
+    }
+
     /// A dynamic name gives way to a configured one, or to a greater dynamic one, as in
     /// nats-server; returns whether the name changed.
     pub fn adopt_name(&self, remote: &str, remote_dynamic: bool) -> bool {
@@ -161,39 +200,47 @@ impl Cluster {
         true
     }
 
+    /// Every registered route connection, by connection id.
     pub fn routes(&self) -> Vec<RouteSnapshot> {
         let mut routes: Vec<_> = self
-            .routes
+            .registry
             .lock()
-            .values()
-            .map(|route| RouteSnapshot {
-                connection: Arc::clone(&route.connection),
-                remote: route.remote.clone(),
+            .connections()
+            .into_iter()
+            .map(|registered| RouteSnapshot {
+                connection: registered.connection,
+                remote: registered.remote,
+                role: registered.role,
             })
             .collect();
         routes.sort_by_key(|route| route.connection.id);
         routes
     }
 
+    /// Registered route connections (pools count each member, as nats-server's `routes`).
     pub fn route_count(&self) -> usize {
-        self.routes.lock().len()
+        self.registry.lock().connections().len()
     }
 
     pub fn is_connected_to(&self, server_id: &str) -> bool {
-        self.routes.lock().contains_key(server_id)
+        self.registry.lock().is_connected_to(server_id)
+    }
+
+    fn has_pinned(&self, account: &str, server_id: &str) -> bool {
+        self.registry.lock().has_pinned(account, server_id)
     }
 
     /// Client URLs (or, with `websocket`, WebSocket URLs) of every other server, for the
     /// client INFO.
     pub fn remote_connect_urls(&self, websocket: bool) -> Vec<String> {
-        let routes = self.routes.lock();
-        let mut urls: Vec<String> = routes
-            .values()
-            .flat_map(|route| {
+        let registry = self.registry.lock();
+        let mut urls: Vec<String> = registry
+            .remotes()
+            .flat_map(|remote| {
                 if websocket {
-                    route.remote.ws_connect_urls.iter().cloned()
+                    remote.ws_connect_urls.iter().cloned()
                 } else {
-                    route.remote.connect_urls.iter().cloned()
+                    remote.connect_urls.iter().cloned()
                 }
             })
             .collect();
@@ -204,9 +251,9 @@ impl Cluster {
 
     /// A server in lame duck mode is no place to send clients any more.
     pub fn forget_connect_urls(&self, server_id: &str) {
-        if let Some(route) = self.routes.lock().get_mut(server_id) {
-            route.remote.connect_urls.clear();
-            route.remote.ws_connect_urls.clear();
+        if let Some(remote) = self.registry.lock().remote_mut(server_id) {
+            remote.connect_urls.clear();
+            remote.ws_connect_urls.clear();
         }
     }
 
@@ -214,75 +261,89 @@ impl Cluster {
     pub fn announce_lame_duck(&self, info: &RouteInfo) {
         let mut info = info.clone();
         info.ldm = true;
-        self.broadcast(&info.to_protocol_line(), None);
+        self.broadcast(&info.to_protocol_line(), None, false);
     }
 
-    /// Registers a route whose INFO arrived; `false` when this server is already connected to
-    /// that remote (the caller closes the duplicate, and its URL moves to the survivor).
     fn register(
         &self,
         connection: &Arc<Connection>,
         remote: RemoteServer,
+        request: Request,
         retry_url: Option<(RouteUrl, bool)>,
-    ) -> bool {
-        let mut routes = self.routes.lock();
-        if let Some(existing) = routes.get_mut(&remote.id) {
-            if existing.retry_url.is_none() {
-                existing.retry_url = retry_url;
-            }
-            return false;
-        }
-        routes.insert(
-            remote.id.clone(),
-            RegisteredRoute {
-                connection: Arc::clone(connection),
-                remote,
-                retry_url,
-            },
-        );
-        true
+    ) -> Registration {
+        let pool_size = self.pool_size();
+        self.registry
+            .lock()
+            .register(connection, remote, request, pool_size, retry_url)
     }
 
-    /// Forgets a closed route if it is the registered one; returns its URL to dial again.
     fn unregister(
         &self,
         connection: &Arc<Connection>,
         remote_id: &str,
-    ) -> Option<Option<(RouteUrl, bool)>> {
-        let mut routes = self.routes.lock();
-        let registered = routes
-            .get(remote_id)
-            .is_some_and(|route| Arc::ptr_eq(&route.connection, connection));
-        if !registered {
-            return None;
-        }
-        routes.remove(remote_id).map(|route| route.retry_url)
+        role: &RouteRole,
+    ) -> Option<Unregistered> {
+        self.registry.lock().unregister(connection, remote_id, role)
     }
 
-    /// Queues `bytes` to every registered route except `except` (by remote id).
-    fn broadcast(&self, bytes: &[u8], except: Option<&str>) {
-        let routes = self.routes.lock();
-        for (id, route) in routes.iter() {
-            if except == Some(id.as_str()) {
+    /// Queues `bytes` on one connection to every remote server except `except` (by id),
+    /// optionally only servers that pool.
+    fn broadcast(&self, bytes: &[u8], except: Option<&str>, pooled_only: bool) {
+        for (id, connection) in self.registry.lock().one_per_remote(pooled_only) {
+            if except != Some(id.as_str()) {
+                connection.send_control(bytes);
+            }
+        }
+    }
+
+    /// Tells the routes carrying `account` about a change of local interest (called under the
+    /// account's interest lock, so announcements keep their order).
+    pub fn announce_interest(&self, account: &str, key: &InterestKey, change: &InterestChange) {
+        let mut named = BytesMut::new();
+        encode_interest(&mut named, account.as_bytes(), key, change);
+        if named.is_empty() {
+            return;
+        }
+        let pinned = self.is_pinned(account);
+        let pool_size = self.pool_size();
+        let targets = self
+            .registry
+            .lock()
+            .interest_targets(account, pinned, pool_size);
+        let mut unnamed = BytesMut::new();
+        for (connection, omits_account) in targets {
+            if omits_account {
+                if unnamed.is_empty() {
+                    encode_interest(&mut unnamed, b"", key, change);
+                }
+                connection.send_control(&unnamed);
+            } else {
+                connection.send_control(&named);
+            }
+        }
+    }
+
+    /// Sends a newly registered route the local interest of the accounts it carries.
+    fn send_all_interest(
+        &self,
+        connection: &Connection,
+        role: &RouteRole,
+        accounts: &[Arc<Account>],
+    ) {
+        let pool_size = self.pool_size();
+        for account in accounts {
+            let (carried, token) = match role {
+                RouteRole::Single => (true, account.name.as_bytes()),
+                RouteRole::Pooled { index } => (
+                    !self.is_pinned(&account.name)
+                        && pool_index(account.name.as_bytes(), pool_size) == *index,
+                    account.name.as_bytes(),
+                ),
+                RouteRole::Pinned { account: pinned } => (*pinned == account.name, &b""[..]),
+            };
+            if !carried {
                 continue;
             }
-            route.connection.send_control(bytes);
-        }
-    }
-
-    /// Tells every route about a change of local interest (called under the account's interest
-    /// lock, so announcements keep their order).
-    pub fn announce_interest(&self, account: &str, key: &InterestKey, change: &InterestChange) {
-        let mut frame = BytesMut::new();
-        encode_interest(&mut frame, account.as_bytes(), key, change);
-        if !frame.is_empty() {
-            self.broadcast(&frame, None);
-        }
-    }
-
-    /// Sends a new route this server's whole local interest.
-    fn send_all_interest(&self, connection: &Connection, accounts: &[Arc<Account>]) {
-        for account in accounts {
             account.with_local_interest(|interest| {
                 if interest.is_empty() {
                     return;
@@ -290,7 +351,7 @@ impl Cluster {
                 let mut frame = BytesMut::new();
                 for (key, count) in interest {
                     let change = InterestChange::Added { weight: *count };
-                    encode_interest(&mut frame, account.name.as_bytes(), key, &change);
+                    encode_interest(&mut frame, token, key, &change);
                 }
                 connection.send_control(&frame);
             });
@@ -299,10 +360,9 @@ impl Cluster {
 
     /// Closes every route (cluster name changed, or shutdown).
     fn close_all_except(&self, keep: &Connection, reason: CloseReason) {
-        let routes = self.routes.lock();
-        for route in routes.values() {
-            if route.connection.id != keep.id {
-                route.connection.close(reason);
+        for registered in self.registry.lock().connections() {
+            if registered.connection.id != keep.id {
+                registered.connection.close(reason);
             }
         }
     }
@@ -348,7 +408,7 @@ pub fn start(server: &Arc<Server>, cluster: &Arc<Cluster>, listener: TcpListener
         .tasks()
         .spawn(accept_routes(accept_server, Arc::clone(cluster), listener));
     for url in cluster.options().routes {
-        dial(server, cluster, url, true);
+        dial(server, cluster, url, true, DialTarget::Route);
     }
 }
 
@@ -401,23 +461,67 @@ async fn accept_routes(server: Arc<Server>, cluster: Arc<Cluster>, listener: Tcp
     }
 }
 
-/// Starts a dial loop for `url` unless one runs already.
-pub fn dial(server: &Arc<Server>, cluster: &Arc<Cluster>, url: RouteUrl, configured: bool) {
+/// Starts a dial loop for `url` and `target` unless one runs already (pool members are not
+/// deduplicated: a full pool refuses the extra one for good).
+pub fn dial(
+    server: &Arc<Server>,
+    cluster: &Arc<Cluster>,
+    url: RouteUrl,
+    configured: bool,
+    target: DialTarget,
+) {
     let address = url.address();
-    if cluster.to_self.lock().contains(&address) || !cluster.dialling.lock().insert(address) {
+    if cluster.to_self.lock().contains(&address) {
         return;
     }
+    let key = match &target {
+        DialTarget::Route => Some(address),
+        DialTarget::PoolMember => None,
+        DialTarget::Pinned(account) => Some(format!("{address} {account}")),
+    };
+    if let Some(key) = &key {
+        if !cluster.dialling.lock().insert(key.clone()) {
+            return;
+        }
+    }
     let dial_server = Arc::clone(server);
-    server
-        .tasks()
-        .spawn(dial_loop(dial_server, Arc::clone(cluster), url, configured));
+    server.tasks().spawn(dial_loop(
+        dial_server,
+        Arc::clone(cluster),
+        DialPlan {
+            url,
+            configured,
+            target,
+            key,
+        },
+    ));
+}
+
+/// What one dial loop connects.
+#[derive(Debug)]
+struct DialPlan {
+    url: RouteUrl,
+    configured: bool,
+    target: DialTarget,
+    /// Its entry in `dialling`, removed when the loop ends.
+    key: Option<String>,
 }
 
 /// Dials until connected (configured routes: for ever; gossiped ones: `connect_retries`
 /// times), runs the route, and dials again after it drops while it should.
-async fn dial_loop(server: Arc<Server>, cluster: Arc<Cluster>, url: RouteUrl, configured: bool) {
+async fn dial_loop(server: Arc<Server>, cluster: Arc<Cluster>, plan: DialPlan) {
     let stop = server.shutdown_token();
+    let DialPlan {
+        url,
+        configured,
+        target,
+        key,
+    } = plan;
     let address = url.address();
+    let account = match &target {
+        DialTarget::Pinned(account) => Some(account.clone()),
+        _ => None,
+    };
     let mut failures: u32 = 0;
     loop {
         if stop.is_cancelled() {
@@ -457,17 +561,24 @@ async fn dial_loop(server: Arc<Server>, cluster: Arc<Cluster>, url: RouteUrl, co
                     Arc::clone(&cluster),
                     transport,
                     (remote_address, local_address),
-                    Some((url.clone(), configured)),
+                    Some(route::Solicited {
+                        url: url.clone(),
+                        configured,
+                        account: account.clone(),
+                    }),
                 )
                 .await;
+                if outcome.no_reconnect {
+                    break;
+                }
                 match outcome.remote_id.as_deref() {
                     Some(id) if id == server.server_id => {
                         cluster.to_self.lock().insert(address.clone());
                         break;
                     }
-                    // Connected to that server through another connection: that one inherited
-                    // the URL and reconnects if it drops.
-                    Some(id) if cluster.is_connected_to(id) => break,
+                    // Without pooling, a server is reached through one connection: if another
+                    // one is up, it inherited the URL and reconnects if it drops.
+                    Some(id) if !cluster.pools() && cluster.is_connected_to(id) => break,
                     _ => {}
                 }
                 if !configured && outcome.remote_id.is_some() && !outcome.retry {
@@ -493,7 +604,9 @@ async fn dial_loop(server: Arc<Server>, cluster: Arc<Cluster>, url: RouteUrl, co
             () = tokio::time::sleep(RECONNECT_DELAY + jitter) => {}
         }
     }
-    cluster.dialling.lock().remove(&address);
+    if let Some(key) = key {
+        cluster.dialling.lock().remove(&key);
+    }
 }
 
 fn log_dial_failure(address: &str, attempt: u32, error: &str) {
@@ -515,6 +628,6 @@ fn after_route_closed(server: &Arc<Server>, cluster: &Arc<Cluster>, outcome: rou
         return;
     }
     if let Some((url, configured)) = outcome.retry_url {
-        dial(server, cluster, url, configured);
+        dial(server, cluster, url, configured, DialTarget::Route);
     }
 }

@@ -407,9 +407,15 @@ impl S2Encoder {
         })
     }
 
-    /// The level this encoder was built with.
+    /// The level blocks are encoded at.
     pub fn level(&self) -> S2Level {
         self.level
+    }
+
+    /// Encodes the following blocks at `level` (the stream format does not record it, so a
+    /// reader needs no notice).
+    pub fn set_level(&mut self, level: S2Level) {
+        self.level = level;
     }
 
     /// Bytes written but not yet emitted (less than one block).

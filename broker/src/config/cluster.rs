@@ -1,19 +1,24 @@
 //! The `cluster { }` block: nats-server's option names for routes, parsed into
 //! `ClusterOptions` with file:line:column errors.
 //!
-//! Tern opens one connection per remote server and does not compress routes, which is what a
-//! nats-server 2.10+ peer does with `pool_size: -1` and `compression: off`; other values of
-//! those two options are accepted with a warning, so existing files load.
+//! `pool_size` (default 3, `-1` for one connection per server as 2.9), `accounts` (accounts
+//! with a dedicated route) and `compression` (a boolean, a mode, or `{ mode, rtt_thresholds }`;
+//! default `accept`) are nats-server's 2.10+ options with their meanings.
 
 use super::{
     boolean, host_and_port, integer, invalid, map, string, wrong_type, Builder, ConfigWarning,
 };
-use crate::config::value::{Entry, ValueKind};
+use std::time::Duration;
+
+use crate::compression::mode::normalize_thresholds;
+use crate::compression::CompressionMode;
+use crate::config::duration::parse_duration;
+use crate::config::value::{Entry, Value, ValueKind};
 use crate::config::ConfigError;
 use crate::options::{ClusterOptions, RouteUrl};
 
 /// Options inside `cluster { }` that Tern does not have yet.
-const UNSUPPORTED_CLUSTER_OPTIONS: &[&str] = &["permissions", "accounts"];
+const UNSUPPORTED_CLUSTER_OPTIONS: &[&str] = &["permissions"];
 
 impl Builder {
     pub(super) fn cluster(&mut self, entry: &Entry) -> Result<(), ConfigError> {
@@ -49,30 +54,32 @@ impl Builder {
                 "tls" => self
                     .tls_block(item, super::transport::TlsRole::Server)
                     .map(|tls| cluster.tls = Some(tls)),
-                "pool_size" => {
-                    if integer(item)? != -1 {
-                        self.note(
-                            item,
-                            "Tern opens one route connection per server (as pool_size: -1)",
-                        );
+                "pool_size" => integer(item).and_then(|size| match size {
+                    -1 | 1..=1024 => {
+                        cluster.pool_size = size;
+                        Ok(())
                     }
-                    Ok(())
-                }
-                "compression" => {
-                    let off = match &item.value.kind {
-                        ValueKind::Bool(flag) => !flag,
-                        ValueKind::String(mode) => mode.eq_ignore_ascii_case("off"),
-                        ValueKind::Map(_) => false,
-                        _ => return Err(wrong_type(item, "a boolean, a mode or a map")),
-                    };
-                    if !off {
-                        self.note(
-                            item,
-                            "Tern does not compress routes yet (as compression: off)",
-                        );
+                    0 => {
+                        cluster.pool_size = crate::options::DEFAULT_ROUTE_POOL_SIZE;
+                        Ok(())
                     }
-                    Ok(())
-                }
+                    _ => Err(invalid(
+                        &item.value.position,
+                        format!(
+                            "pool_size must be -1 (no pooling) or between 1 and 1024; got {size}"
+                        ),
+                    )),
+                }),
+                "accounts" => string_list(item).map(|accounts| {
+                    self.pinned_accounts_position = Some(item.value.position.clone());
+                    cluster.pinned_accounts = accounts;
+                }),
+                "compression" => compression(item).map(|(mode, thresholds)| {
+                    cluster.compression = mode;
+                    if let Some(thresholds) = thresholds {
+                        cluster.compression_thresholds = thresholds;
+                    }
+                }),
                 "ping_interval" | "ping_max" | "write_deadline" | "connect_backoff" => {
                     self.note(item, "not used by Tern's routes yet");
                     Ok(())
@@ -143,6 +150,85 @@ fn cluster_port(entry: &Entry, port: i64) -> Result<Option<u16>, ConfigError> {
     }
 }
 
+/// `compression: true | false | "<mode>" | { mode, rtt_thresholds }`; `true` is `s2_fast` for
+/// routes, as in nats-server.
+fn compression(entry: &Entry) -> Result<(CompressionMode, Option<Vec<Duration>>), ConfigError> {
+    let mode_of = |value: &Value, text: &str| {
+        CompressionMode::parse(text, CompressionMode::S2Fast)
+            .map_err(|message| invalid(&value.position, message))
+    };
+    match &entry.value.kind {
+        ValueKind::Bool(true) => Ok((CompressionMode::S2Fast, None)),
+        ValueKind::Bool(false) => Ok((CompressionMode::Off, None)),
+        ValueKind::String(text) => Ok((mode_of(&entry.value, text)?, None)),
+        ValueKind::Map(fields) => {
+            let mut mode = CompressionMode::Accept;
+            let mut thresholds: Option<Vec<Duration>> = None;
+            for field in fields.entries() {
+                match field.key.to_ascii_lowercase().as_str() {
+                    "mode" => mode = mode_of(&field.value, &string(field)?)?,
+                    "rtt_thresholds" | "thresholds" | "rtts" | "rtt" => {
+                        let ValueKind::Array(items) = &field.value.kind else {
+                            return Err(wrong_type(field, "an array of durations"));
+                        };
+                        let mut parsed = Vec::with_capacity(items.len());
+                        for item in items {
+                            let ValueKind::String(text) = &item.kind else {
+                                return Err(invalid(
+                                    &item.position,
+                                    "an RTT threshold must be a duration string such as \"10ms\"",
+                                ));
+                            };
+                            let duration = parse_duration(text)
+                                .map_err(|message| invalid(&item.position, message))?;
+                            // nats-server reads a negative threshold as zero.
+                            parsed.push(if duration.negative {
+                                Duration::ZERO
+                            } else {
+                                duration.magnitude
+                            });
+                        }
+                        thresholds = Some(parsed);
+                    }
+                    _ => {
+                        return Err(invalid(
+                            &field.key_position,
+                            format!("unknown field {:?}", field.key),
+                        ))
+                    }
+                }
+            }
+            let thresholds = match (mode, thresholds) {
+                (CompressionMode::S2Auto, Some(thresholds)) => Some(
+                    normalize_thresholds(&thresholds)
+                        .map_err(|message| invalid(&entry.value.position, message))?,
+                ),
+                (_, thresholds) => thresholds,
+            };
+            Ok((mode, thresholds))
+        }
+        _ => Err(wrong_type(entry, "a boolean, a mode or a map")),
+    }
+}
+
+/// An array of strings, or one string.
+fn string_list(entry: &Entry) -> Result<Vec<String>, ConfigError> {
+    match &entry.value.kind {
+        ValueKind::Array(items) => items
+            .iter()
+            .map(|item| match &item.kind {
+                ValueKind::String(text) => Ok(text.clone()),
+                other => Err(invalid(
+                    &item.position,
+                    format!("expected a string, got {}", other.type_name()),
+                )),
+            })
+            .collect(),
+        ValueKind::String(text) => Ok(vec![text.clone()]),
+        _ => Err(wrong_type(entry, "an array of account names")),
+    }
+}
+
 fn routes(entry: &Entry) -> Result<Vec<RouteUrl>, ConfigError> {
     let parse = |value: &crate::config::value::Value, text: &str| {
         RouteUrl::parse(text).map_err(|message| invalid(&value.position, message))
@@ -171,6 +257,9 @@ fn routes(entry: &Entry) -> Result<Vec<RouteUrl>, ConfigError> {
 mod tests {
     use std::path::Path;
 
+    use std::time::Duration;
+
+    use crate::compression::CompressionMode;
     use crate::config::{load_str, MemorySources};
 
     fn load(text: &str) -> Result<crate::options::ServerOptions, String> {
@@ -197,13 +286,59 @@ mod tests {
     }
 
     #[test]
-    fn random_cluster_port_and_pool_size_warning() {
-        let options = load("cluster { port: -1, pool_size: 3 }").unwrap();
-        assert_eq!(options.cluster.unwrap().listen.port, None);
-        assert!(options
-            .warnings
-            .iter()
-            .any(|w| w.message.contains("pool_size")));
+    fn random_cluster_port_pool_size_accounts_and_compression() {
+        let options = load(
+            "accounts { A: {} }\ncluster { port: -1, pool_size: 5, accounts: [A], compression: s2_better }",
+        )
+        .unwrap();
+        let cluster = options.cluster.unwrap();
+        assert_eq!(cluster.listen.port, None);
+        assert_eq!(cluster.pool_size, 5);
+        assert_eq!(cluster.pinned_accounts, ["A"]);
+        assert_eq!(cluster.compression, CompressionMode::S2Better);
+        let defaults = load("cluster { port: -1 }").unwrap().cluster.unwrap();
+        assert_eq!(defaults.pool_size, 3);
+        assert_eq!(defaults.compression, CompressionMode::Accept);
+        let off = load("cluster { pool_size: -1, compression: false }").unwrap();
+        let off = off.cluster.unwrap();
+        assert!(!off.pools());
+        assert_eq!(off.compression, CompressionMode::Off);
+        assert_eq!(
+            load("cluster { compression: true }")
+                .unwrap()
+                .cluster
+                .unwrap()
+                .compression,
+            CompressionMode::S2Fast
+        );
+    }
+
+    #[test]
+    fn compression_map_with_thresholds() {
+        let cluster = load(
+            "cluster { compression: { mode: s2_auto, rtt_thresholds: [\"5ms\", \"20ms\", \"40ms\"] } }",
+        )
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(cluster.compression, CompressionMode::S2Auto);
+        assert_eq!(cluster.compression_thresholds[1], Duration::from_millis(20));
+        let error = load(
+            "cluster {\n  compression: { mode: s2_auto, rtt_thresholds: [\"20ms\", \"5ms\"] }\n}",
+        )
+        .unwrap_err();
+        assert!(error.starts_with("cluster.conf:2:"), "{error}");
+        assert!(error.contains("ascending"), "{error}");
+        let error = load("cluster {\n  compression: lz4\n}").unwrap_err();
+        assert!(error.starts_with("cluster.conf:2:"), "{error}");
+        let error = load("cluster {\n  pool_size: 0x7fffffff\n}").unwrap_err();
+        assert!(error.contains("pool_size"), "{error}");
+    }
+
+    #[test]
+    fn pinned_accounts_must_exist() {
+        let error = load("cluster { port: -1, accounts: [NOPE] }").unwrap_err();
+        assert!(error.contains("\"NOPE\""), "{error}");
     }
 
     #[test]

@@ -224,6 +224,8 @@ struct Builder {
     /// Monitoring inherits the client host unless `http` names one, so both are resolved last.
     monitoring_host: Option<String>,
     monitoring_port: Option<Option<Option<u16>>>,
+    /// Where `cluster { accounts }` was given, to check its names once every account is known.
+    pinned_accounts_position: Option<Position>,
 }
 
 fn invalid(position: &Position, message: impl Into<String>) -> ConfigError {
@@ -351,6 +353,7 @@ impl Builder {
                 .unwrap_or_else(|| self.options.listen.host.clone());
             self.options.monitoring = port.map(|port| Listen { host, port });
         }
+        self.check_pinned_accounts();
         match self.errors.len() {
             0 => {
                 self.options.warnings = self.warnings;
@@ -358,6 +361,31 @@ impl Builder {
             }
             1 => Err(self.errors.remove(0)),
             _ => Err(ConfigError::Multiple(self.errors)),
+        }
+    }
+
+    /// Dedicated routes are for accounts this server has.
+    fn check_pinned_accounts(&mut self) {
+        let (Some(position), Some(cluster)) =
+            (&self.pinned_accounts_position, &self.options.cluster)
+        else {
+            return;
+        };
+        let system = self
+            .options
+            .system_account
+            .as_deref()
+            .unwrap_or(crate::account::SYSTEM_ACCOUNT);
+        for name in &cluster.pinned_accounts {
+            let known = name == crate::account::GLOBAL_ACCOUNT
+                || name == system
+                || self.options.accounts.contains(name);
+            if !known {
+                self.errors.push(invalid(
+                    position,
+                    format!("cluster accounts: account {name:?} is not defined"),
+                ));
+            }
         }
     }
 

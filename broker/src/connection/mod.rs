@@ -195,6 +195,11 @@ pub struct Connection {
     pub nonce: Option<String>,
     has_delivery_rules: AtomicBool,
     delivery_rules: Mutex<Option<Arc<DeliveryRules>>>,
+    /// A route dedicated to one account: operations on it carry no account token (set once,
+    /// when the route registers).
+    dedicated_account: OnceLock<Bytes>,
+    /// A route's negotiated compression mode, for `/routez` (empty until negotiated).
+    compression: Mutex<&'static str>,
 }
 
 impl Connection {
@@ -229,7 +234,28 @@ impl Connection {
             last_activity_millis: AtomicU64::new(unix_millis(started)),
             subscriptions: Mutex::new(SubscriptionsBySid::default()),
             round_trip_nanos: AtomicU64::new(0),
+            dedicated_account: OnceLock::new(),
+            compression: Mutex::new(""),
         }
+    }
+
+    pub fn set_compression(&self, mode: &'static str) {
+        *self.compression.lock() = mode;
+    }
+
+    /// A route's negotiated compression mode (empty for other connections).
+    pub fn compression(&self) -> &'static str {
+        *self.compression.lock()
+    }
+
+    /// Marks a route as dedicated to `account` (only the first call counts).
+    pub fn set_dedicated_account(&self, account: Bytes) {
+        let _ = self.dedicated_account.set(account);
+    }
+
+    /// The account of a dedicated route.
+    pub fn dedicated_account(&self) -> Option<&Bytes> {
+        self.dedicated_account.get()
     }
 
     /// Sets the INFO nonce (before sharing).

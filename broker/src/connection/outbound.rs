@@ -4,9 +4,12 @@
 //! takes everything queued in one swap and writes it without holding the lock. Pending bytes
 //! (queued plus being written) never exceed `max_pending`: a frame that would cross it makes
 //! the connection a slow consumer, which nats-server answers by closing it without an `-ERR`.
+//! Once compression starts (routes, after negotiation), everything queued after that point
+//! goes out S2-compressed: the writer learns where the plain bytes end from the batch it takes.
 
 use bytes::BytesMut;
 
+use crate::compression::S2Level;
 use crate::protocol::route_parser::OutgoingRoutedMessage;
 use crate::protocol::server_operations::Delivery;
 
@@ -29,6 +32,18 @@ pub struct Outbound {
     in_flight: usize,
     max_pending: usize,
     closed: bool,
+    /// The level the writer compresses at, once compression started.
+    compression: Option<S2Level>,
+    /// How many bytes at the front of `buffer` were queued before compression started.
+    plain_prefix: Option<usize>,
+}
+
+/// What the writer took in one swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub length: usize,
+    /// Compress the batch at this level, except its first `plain` bytes.
+    pub compression: Option<(S2Level, usize)>,
 }
 
 impl Outbound {
@@ -38,7 +53,22 @@ impl Outbound {
             in_flight: 0,
             max_pending,
             closed: false,
+            compression: None,
+            plain_prefix: None,
         }
+    }
+
+    /// Everything queued from now on is compressed at `level` (called again, it only changes
+    /// the level of what follows).
+    pub fn start_compression(&mut self, level: S2Level) {
+        if self.compression.is_none() {
+            self.plain_prefix = Some(self.buffer.len());
+        }
+        self.compression = Some(level);
+    }
+
+    pub fn compression(&self) -> Option<S2Level> {
+        self.compression
     }
 
     pub fn pending_bytes(&self) -> usize {
@@ -93,10 +123,14 @@ impl Outbound {
     }
 
     /// Moves everything queued into `spare` (which must be empty) for the writer.
-    pub fn take_into(&mut self, spare: &mut BytesMut) -> usize {
+    pub fn take_into(&mut self, spare: &mut BytesMut) -> Batch {
         std::mem::swap(&mut self.buffer, spare);
         self.in_flight = spare.len();
-        self.in_flight
+        let plain = self.plain_prefix.take().unwrap_or(0);
+        Batch {
+            length: self.in_flight,
+            compression: self.compression.map(|level| (level, plain)),
+        }
     }
 
     /// The writer finished writing what it took.
@@ -150,7 +184,7 @@ mod tests {
             .unwrap();
         let mut spare = BytesMut::new();
         let taken = outbound.take_into(&mut spare);
-        assert_eq!(outbound.pending_bytes(), taken);
+        assert_eq!(outbound.pending_bytes(), taken.length);
         assert_eq!(
             outbound.push_delivery(&delivery(b"0123456789"), false),
             Err(Refused::SlowConsumer)
@@ -159,6 +193,23 @@ mod tests {
         assert!(outbound
             .push_delivery(&delivery(b"0123456789"), false)
             .is_ok());
+    }
+
+    #[test]
+    fn bytes_queued_before_compression_starts_stay_plain() {
+        let mut outbound = Outbound::new(1024);
+        outbound.push_control(b"INFO {}\r\n");
+        outbound.start_compression(S2Level::Fast);
+        outbound.push_control(b"PING\r\n");
+        let mut spare = BytesMut::new();
+        let batch = outbound.take_into(&mut spare);
+        assert_eq!(batch.length, 15);
+        assert_eq!(batch.compression, Some((S2Level::Fast, 9)));
+        spare.clear();
+        outbound.written();
+        outbound.push_control(b"PONG\r\n");
+        let batch = outbound.take_into(&mut spare);
+        assert_eq!(batch.compression, Some((S2Level::Fast, 0)));
     }
 
     #[test]

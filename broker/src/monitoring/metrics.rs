@@ -17,8 +17,8 @@
 //! | `tern_slow_consumers_total` | counter | connections closed as slow consumers |
 //! | `tern_account_connections{account}` | gauge | open client connections per account |
 //! | `tern_account_subscriptions{account}` | gauge | subscriptions per account |
-//! | `tern_routes` | gauge | open routes to other servers of the cluster |
-//! | `tern_route_in_messages{remote_name}`, `tern_route_out_messages{remote_name}` | gauge | messages over each open route |
+//! | `tern_routes` | gauge | open route connections to other servers of the cluster (each pool member and dedicated account route counts) |
+//! | `tern_route_in_messages{remote_name}`, `tern_route_out_messages{remote_name}` | gauge | messages over the open routes to each server (pool members added up) |
 //! | `tern_route_subscriptions{remote_name}` | gauge | interest the peer announced on each route |
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -225,18 +225,27 @@ impl Metrics {
             .map(|cluster| cluster.routes())
             .unwrap_or_default();
         self.routes.set(gauge_value(routes.len() as u64));
+        // A pooled peer has several connections: its series add them up.
+        let mut per_peer: std::collections::BTreeMap<String, (u64, u64, u64)> =
+            std::collections::BTreeMap::new();
         for route in routes {
-            let name = route.remote.name.as_str();
             let statistics = &route.connection.statistics;
+            let totals = per_peer.entry(route.remote.name.clone()).or_default();
+            totals.0 += statistics.in_messages.load(Ordering::Relaxed);
+            totals.1 += statistics.out_messages.load(Ordering::Relaxed);
+            totals.2 += route.connection.subscription_count() as u64;
+        }
+        for (name, (in_messages, out_messages, subscriptions)) in per_peer {
+            let name = name.as_str();
             self.route_in_messages
                 .with_label_values(&[name])
-                .set(gauge_value(statistics.in_messages.load(Ordering::Relaxed)));
+                .set(gauge_value(in_messages));
             self.route_out_messages
                 .with_label_values(&[name])
-                .set(gauge_value(statistics.out_messages.load(Ordering::Relaxed)));
+                .set(gauge_value(out_messages));
             self.route_subscriptions
                 .with_label_values(&[name])
-                .set(gauge_value(route.connection.subscription_count() as u64));
+                .set(gauge_value(subscriptions));
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::query::{Query, SubscriptionListing};
 use super::time_format::{elapsed_between, from_unix_millis, rfc3339, round_trip, uptime};
 use super::MonitoringError;
+use crate::cluster::pool::RouteRole;
 use crate::server::Server;
 
 /// Stands for a peer entry until peers exist; never constructed.
@@ -51,6 +52,11 @@ pub struct RouteInfo {
     subscriptions: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     subscriptions_list: Option<Vec<String>>,
+    /// The account of a dedicated (pinned) route.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    account: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    compression: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +118,11 @@ pub fn routez(server: &Server, query: &Query) -> Result<Routez, MonitoringError>
                     subjects.sort();
                     subjects
                 }),
+                account: match &route.role {
+                    RouteRole::Pinned { account } => account.clone(),
+                    _ => String::new(),
+                },
+                compression: connection.compression(),
             }
         })
         .collect();

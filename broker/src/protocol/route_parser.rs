@@ -114,10 +114,12 @@ const NAMES: [(&[u8], Name); 13] = [
     (b"-ERR", Name::Error),
 ];
 
-/// Parses the route operation at the front of `buffer`.
+/// Parses the route operation at the front of `buffer`. On a dedicated account route
+/// (`pinned_account`), operations carry no account token and are in that account.
 pub fn parse_route_operation<'a>(
     buffer: &'a [u8],
     limits: &RouteLimits,
+    pinned_account: Option<&'a [u8]>,
 ) -> Result<ParsedRoute<'a>, ProtocolError> {
     let Some(newline) = memchr(b'\n', buffer) else {
         if buffer.len() > limits.max_control_line + 16 {
@@ -155,20 +157,32 @@ pub fn parse_route_operation<'a>(
         Name::Pong => complete(RouteOperation::Pong),
         Name::Ok => complete(RouteOperation::Ok),
         Name::Error => complete(RouteOperation::Error(arguments)),
-        Name::RemoteSubscribe => {
-            complete(RouteOperation::Subscribe(interest(arguments, false, true)?))
-        }
-        Name::RemoteUnsubscribe => complete(RouteOperation::Unsubscribe(interest(
-            arguments, false, false,
+        Name::RemoteSubscribe => complete(RouteOperation::Subscribe(interest(
+            arguments,
+            false,
+            true,
+            pinned_account,
         )?)),
-        Name::LeafSubscribe => {
-            complete(RouteOperation::Subscribe(interest(arguments, true, true)?))
-        }
+        Name::RemoteUnsubscribe => complete(RouteOperation::Unsubscribe(interest(
+            arguments,
+            false,
+            false,
+            pinned_account,
+        )?)),
+        Name::LeafSubscribe => complete(RouteOperation::Subscribe(interest(
+            arguments,
+            true,
+            true,
+            pinned_account,
+        )?)),
         Name::LeafUnsubscribe => complete(RouteOperation::Unsubscribe(interest(
-            arguments, false, false,
+            arguments,
+            false,
+            false,
+            pinned_account,
         )?)),
         Name::RoutedMessage | Name::HeaderMessage | Name::LeafMessage => {
-            routed_message(buffer, arguments, consumed, name, limits)
+            routed_message(buffer, arguments, consumed, name, limits, pinned_account)
         }
     }
 }
@@ -223,6 +237,17 @@ fn next_field(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&bytes[..end], &bytes[end..]))
 }
 
+/// The account: the pinned one (no token on a dedicated route), or the next field.
+fn account_field<'a>(
+    bytes: &'a [u8],
+    pinned_account: Option<&'a [u8]>,
+) -> Option<(&'a [u8], &'a [u8])> {
+    match pinned_account {
+        Some(account) => Some((account, bytes)),
+        None => next_field(bytes),
+    }
+}
+
 /// Splits off the last field: `(rest, field)`.
 fn last_field(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = bytes
@@ -244,11 +269,12 @@ fn malformed(operation: &'static str, arguments: &[u8]) -> ProtocolError {
 }
 
 /// `[origin] account subject [queue weight]` (`RS+`), `account subject [queue]` (`RS-`).
-fn interest(
-    arguments: &[u8],
+fn interest<'a>(
+    arguments: &'a [u8],
     with_origin: bool,
     subscribe: bool,
-) -> Result<RemoteInterest<'_>, ProtocolError> {
+    pinned_account: Option<&'a [u8]>,
+) -> Result<RemoteInterest<'a>, ProtocolError> {
     let operation = if subscribe { "RS+" } else { "RS-" };
     let error = || malformed(operation, arguments);
     let mut rest = arguments;
@@ -259,7 +285,7 @@ fn interest(
     } else {
         None
     };
-    let (account, rest) = next_field(rest).ok_or_else(error)?;
+    let (account, rest) = account_field(rest, pinned_account).ok_or_else(error)?;
     let (subject, rest) = next_field(rest).ok_or_else(error)?;
     let (queue_group, weight) = match next_field(rest) {
         None => (None, 1),
@@ -295,6 +321,7 @@ fn routed_message<'a>(
     payload_start: usize,
     name: Name,
     limits: &RouteLimits,
+    pinned_account: Option<&'a [u8]>,
 ) -> Result<ParsedRoute<'a>, ProtocolError> {
     let operation = match name {
         Name::HeaderMessage => "HMSG",
@@ -310,7 +337,7 @@ fn routed_message<'a>(
     } else {
         None
     };
-    let (account, rest) = next_field(rest).ok_or_else(error)?;
+    let (account, rest) = account_field(rest, pinned_account).ok_or_else(error)?;
     let (subject, rest) = next_field(rest).ok_or_else(error)?;
     let (rest, total) = last_field(rest).ok_or_else(error)?;
     let total = parse_size(total).ok_or_else(error)?;
@@ -375,7 +402,8 @@ fn trim_end(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
-/// Appends `RS+ <account> <subject>[ <queue> <weight>]`.
+/// Appends `RS+ <account> <subject>[ <queue> <weight>]`; an empty `account` leaves the token
+/// out (a dedicated account route).
 pub fn encode_subscribe(
     out: &mut BytesMut,
     account: &[u8],
@@ -383,8 +411,7 @@ pub fn encode_subscribe(
     queue_group: Option<(&[u8], u32)>,
 ) {
     out.put_slice(b"RS+ ");
-    out.put_slice(account);
-    out.put_u8(b' ');
+    put_account(out, account);
     out.put_slice(subject);
     if let Some((queue_group, weight)) = queue_group {
         out.put_u8(b' ');
@@ -395,7 +422,7 @@ pub fn encode_subscribe(
     out.put_slice(b"\r\n");
 }
 
-/// Appends `RS- <account> <subject>[ <queue>]`.
+/// Appends `RS- <account> <subject>[ <queue>]` (an empty `account`: no token).
 pub fn encode_unsubscribe(
     out: &mut BytesMut,
     account: &[u8],
@@ -403,8 +430,7 @@ pub fn encode_unsubscribe(
     queue_group: Option<&[u8]>,
 ) {
     out.put_slice(b"RS- ");
-    out.put_slice(account);
-    out.put_u8(b' ');
+    put_account(out, account);
     out.put_slice(subject);
     if let Some(queue_group) = queue_group {
         out.put_u8(b' ');
@@ -413,7 +439,15 @@ pub fn encode_unsubscribe(
     out.put_slice(b"\r\n");
 }
 
-/// A message as it goes over a route.
+fn put_account(out: &mut BytesMut, account: &[u8]) {
+    if !account.is_empty() {
+        out.put_slice(account);
+        out.put_u8(b' ');
+    }
+}
+
+/// A message as it goes over a route; an empty `account` is a dedicated account route's
+/// (no account token).
 #[derive(Debug, Clone, Copy)]
 pub struct OutgoingRoutedMessage<'a> {
     pub account: &'a [u8],
@@ -445,8 +479,7 @@ impl OutgoingRoutedMessage<'_> {
         );
         let before = out.len();
         out.put_slice(if with_headers { b"HMSG " } else { b"RMSG " });
-        out.put_slice(self.account);
-        out.put_u8(b' ');
+        put_account(out, self.account);
         out.put_slice(self.subject);
         out.put_u8(b' ');
         if self.queue_groups.is_empty() {
@@ -491,7 +524,7 @@ mod tests {
     };
 
     fn complete(input: &[u8]) -> RouteOperation<'_> {
-        match parse_route_operation(input, &LIMITS).unwrap() {
+        match parse_route_operation(input, &LIMITS, None).unwrap() {
             ParsedRoute::Complete {
                 operation,
                 consumed,
@@ -547,8 +580,8 @@ mod tests {
                 weight: 0
             })
         );
-        assert!(parse_route_operation(b"RS+ $G foo workers\r\n", &LIMITS).is_err());
-        assert!(parse_route_operation(b"RS+ $G\r\n", &LIMITS).is_err());
+        assert!(parse_route_operation(b"RS+ $G foo workers\r\n", &LIMITS, None).is_err());
+        assert!(parse_route_operation(b"RS+ $G\r\n", &LIMITS, None).is_err());
     }
 
     #[test]
@@ -586,21 +619,21 @@ mod tests {
 
     #[test]
     fn bad_reply_indicator_is_an_error() {
-        assert!(parse_route_operation(b"RMSG $G foo x y 2\r\nhi\r\n", &LIMITS).is_err());
+        assert!(parse_route_operation(b"RMSG $G foo x y 2\r\nhi\r\n", &LIMITS, None).is_err());
     }
 
     #[test]
     fn partial_input_waits_and_garbage_fails() {
         assert_eq!(
-            parse_route_operation(b"RMSG $G foo 5\r\nhel", &LIMITS).unwrap(),
+            parse_route_operation(b"RMSG $G foo 5\r\nhel", &LIMITS, None).unwrap(),
             ParsedRoute::Incomplete
         );
         assert_eq!(
-            parse_route_operation(b"RS", &LIMITS).unwrap(),
+            parse_route_operation(b"RS", &LIMITS, None).unwrap(),
             ParsedRoute::Incomplete
         );
-        assert!(parse_route_operation(b"PUB foo 1\r\n", &LIMITS).is_err());
-        assert!(parse_route_operation(b"XYZ", &LIMITS).is_err());
+        assert!(parse_route_operation(b"PUB foo 1\r\n", &LIMITS, None).is_err());
+        assert!(parse_route_operation(b"XYZ", &LIMITS, None).is_err());
     }
 
     #[test]
@@ -641,5 +674,46 @@ mod tests {
         encode_subscribe(&mut out, b"$G", b"foo.*", Some((b"q", 4)));
         encode_unsubscribe(&mut out, b"$G", b"foo.*", Some(b"q"));
         assert_eq!(&out[..], b"RS+ $G foo.* q 4\r\nRS- $G foo.* q\r\n");
+    }
+
+    #[test]
+    fn dedicated_account_routes_carry_no_account_token() {
+        let pinned = Some(&b"$SYS"[..]);
+        let operation =
+            |input: &'static [u8]| match parse_route_operation(input, &LIMITS, pinned).unwrap() {
+                ParsedRoute::Complete { operation, .. } => operation,
+                ParsedRoute::Incomplete => panic!("incomplete"),
+            };
+        let RouteOperation::Subscribe(interest) = operation(b"RS+ foo.> q 2\r\n") else {
+            panic!("not a subscribe");
+        };
+        assert_eq!(
+            (
+                interest.account,
+                interest.subject,
+                interest.queue_group,
+                interest.weight
+            ),
+            (&b"$SYS"[..], &b"foo.>"[..], Some(&b"q"[..]), 2)
+        );
+        let RouteOperation::Message(routed) = operation(b"RMSG foo + _INBOX.1 q 2\r\nhi\r\n")
+        else {
+            panic!("not a message");
+        };
+        assert_eq!(routed.account, b"$SYS");
+        assert_eq!(routed.reply, Some(&b"_INBOX.1"[..]));
+        assert_eq!(routed.queue_groups, b"q");
+        let mut out = BytesMut::new();
+        encode_subscribe(&mut out, b"", b"foo", None);
+        OutgoingRoutedMessage {
+            account: b"",
+            subject: b"foo",
+            reply: None,
+            queue_groups: &[],
+            header_length: 0,
+            payload: b"hi",
+        }
+        .encode(&mut out, true);
+        assert_eq!(&out[..], b"RS+ foo\r\nRMSG foo 2\r\nhi\r\n");
     }
 }

@@ -18,6 +18,7 @@ mod metrics;
 mod names;
 mod no_advertise;
 mod partition;
+mod pooling;
 mod refusal;
 mod support;
 mod tls;

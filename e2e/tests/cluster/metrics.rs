@@ -1,5 +1,6 @@
-//! Route metrics (Tern's own): `/metrics` of a Tern server in a three-server cluster counts two
-//! routes, names each by the peer's server name, and counts the messages sent over each as
+//! Route metrics (Tern's own): `/metrics` of a Tern server in a three-server cluster counts
+//! its route connections as `/routez` does (pool members and dedicated account routes
+//! included), names the two peers by their server names, and counts the messages sent over each as
 //! traffic crosses it. Runs in every topology with a Tern server, on each Tern server.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,12 +85,24 @@ fn tern_route_metrics_count_routes_and_messages_sent_to_each_peer() {
             let peer_names: BTreeSet<String> =
                 peers.iter().map(|peer| format!("node-{peer}")).collect();
 
+            // Pool members may still be connecting: wait until both views agree.
+            let mut counts = (None, 0);
+            wait_until(
+                "tern_routes to count the connections /routez lists",
+                METRICS_TIMEOUT,
+                POLL_INTERVAL,
+                || {
+                    let routez = cluster.routez(index).ok()?;
+                    let samples = metrics(&cluster, index).ok()?;
+                    counts = (samples.get("tern_routes").copied(), routez.num_routes);
+                    (routez.peers().len() == 2 && counts.0 == Some(routez.num_routes as f64))
+                        .then_some(())
+                },
+            )
+            .map_err(|error| {
+                anyhow::anyhow!("node-{index}: {error}; tern_routes and num_routes: {counts:?}")
+            })?;
             let before = metrics(&cluster, index)?;
-            assert_eq!(
-                before.get("tern_routes"),
-                Some(&2.0),
-                "node-{index}: tern_routes in a three-server cluster"
-            );
             let out_before = route_out_messages(&before);
             assert_eq!(
                 out_before.keys().cloned().collect::<BTreeSet<_>>(),
