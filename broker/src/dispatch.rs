@@ -6,12 +6,16 @@
 //! in the receivers' outbound buffers and the receivers are collected in a `FlushSet`, so each
 //! receiver's writer is woken once per batch of reads instead of once per message. A receiver
 //! whose buffer overflows is closed as a slow consumer. Subscriptions that reach their
-//! auto-unsubscribe limit are returned for removal.
+//! auto-unsubscribe limit are returned for removal. A match on an import subscription is
+//! followed into the other account once the direct deliveries are queued (see `imports`),
+//! at most `MAX_IMPORT_DEPTH` imports deep.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::connection::outbound::Refused;
 use crate::connection::{CloseReason, Connection, ConnectionKind};
+use crate::imports::ImportRoute;
 use crate::protocol::route_parser::OutgoingRoutedMessage;
 use crate::protocol::server_operations::Delivery;
 use crate::subject::MatchResult;
@@ -109,7 +113,13 @@ pub enum Source<'a> {
     /// Received from a route: it never goes to another route (one hop), and reaches queue
     /// subscribers only for the queue groups the sending server named.
     Route { queue_groups: &'a [u8] },
+    /// Brought into an account by a stream import: this server's subscribers only (each
+    /// server holding the import delivers to its own).
+    Import,
 }
+
+/// Imports followed from one another at most this deep (a cycle of imports ends here).
+const MAX_IMPORT_DEPTH: usize = 4;
 
 /// A route that gets one copy of the message, with the queue groups it was chosen for.
 struct RouteTarget<'m> {
@@ -159,7 +169,8 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers `message` (published in `account`) to everything in `matches`.
+    /// Delivers `message` (published in `account`) to everything in `matches`, and on
+    /// through the imports it matches.
     pub fn deliver(
         &mut self,
         matches: &MatchResult<SubscriptionRef>,
@@ -168,38 +179,163 @@ impl Dispatcher {
         source: Source<'_>,
         account: &[u8],
     ) {
+        self.deliver_at_depth(matches, message, publisher, source, account, 0);
+    }
+
+    fn deliver_at_depth(
+        &mut self,
+        matches: &MatchResult<SubscriptionRef>,
+        message: &Message<'_>,
+        publisher: Publisher,
+        source: Source<'_>,
+        account: &[u8],
+        depth: usize,
+    ) {
+        let mut imports = Vec::new();
         deliver(
             matches,
             message,
             publisher,
             source,
             account,
-            &mut self.flush_set,
-            &mut self.picker,
-            &mut self.outcome,
+            &mut Receivers {
+                flush_set: &mut self.flush_set,
+                picker: &mut self.picker,
+                outcome: &mut self.outcome,
+                imports: &mut imports,
+            },
+        );
+        if depth >= MAX_IMPORT_DEPTH {
+            return;
+        }
+        for import in imports {
+            self.follow_import(&import, message, publisher, source, depth + 1);
+        }
+    }
+
+    /// Takes a message through one import into the other account.
+    fn follow_import(
+        &mut self,
+        import: &ImportRoute,
+        message: &Message<'_>,
+        publisher: Publisher,
+        source: Source<'_>,
+        depth: usize,
+    ) {
+        match import {
+            ImportRoute::Stream { into, mapping } => {
+                let subject = mapping.map(message.subject);
+                let forwarded = Message {
+                    subject: &subject,
+                    ..*message
+                };
+                self.deliver_in(into, &forwarded, publisher, Source::Import, depth);
+            }
+            ImportRoute::Service {
+                importer,
+                exporter,
+                mapping,
+                responses,
+                response_type,
+                response_threshold,
+            } => {
+                // A request is served where it was published; copies that reach other
+                // servers (over routes, or through a stream import) are not requests here.
+                if !matches!(source, Source::Client) {
+                    return;
+                }
+                let subject = mapping.map(message.subject);
+                let reply = message.reply.map(|reply| {
+                    responses.register(
+                        importer,
+                        reply,
+                        *response_type,
+                        *response_threshold,
+                        Instant::now(),
+                    )
+                });
+                let forwarded = Message {
+                    subject: &subject,
+                    reply: reply.as_deref(),
+                    ..*message
+                };
+                self.deliver_in(exporter, &forwarded, publisher, Source::Client, depth);
+            }
+            ImportRoute::Responses { router } => {
+                let Some((into, reply)) = router.resolve(message.subject, Instant::now()) else {
+                    return;
+                };
+                let forwarded = Message {
+                    subject: &reply,
+                    reply: None,
+                    ..*message
+                };
+                self.deliver_in(&into, &forwarded, publisher, Source::Client, depth);
+            }
+        }
+    }
+
+    /// Delivers `message` in `account`, looking its subscriptions up there.
+    fn deliver_in(
+        &mut self,
+        account: &crate::account::Account,
+        message: &Message<'_>,
+        publisher: Publisher,
+        source: Source<'_>,
+        depth: usize,
+    ) {
+        let matches = account.matches(message.subject);
+        self.deliver_at_depth(
+            &matches,
+            message,
+            publisher,
+            source,
+            account.name.as_bytes(),
+            depth,
         );
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one delivery writes into: the dispatcher's state and the imports met.
+struct Receivers<'d> {
+    flush_set: &'d mut FlushSet,
+    picker: &'d mut QueuePicker,
+    outcome: &'d mut DeliveryOutcome,
+    imports: &'d mut Vec<Arc<ImportRoute>>,
+}
+
 fn deliver(
     matches: &MatchResult<SubscriptionRef>,
     message: &Message<'_>,
     publisher: Publisher,
     source: Source<'_>,
     account: &[u8],
-    flush_set: &mut FlushSet,
-    picker: &mut QueuePicker,
-    outcome: &mut DeliveryOutcome,
+    receivers: &mut Receivers<'_>,
 ) {
-    let from_route = matches!(source, Source::Route { .. });
+    let Receivers {
+        flush_set,
+        picker,
+        outcome,
+        imports,
+    } = receivers;
+    // Routes get nothing from a route (one hop) or an import (each server imports itself).
+    let from_route = matches!(source, Source::Route { .. } | Source::Import);
     let mut routes: Vec<RouteTarget<'_>> = Vec::new();
     for subscription in &matches.plain {
-        if subscription.connection.kind == ConnectionKind::Route {
-            if !from_route {
-                add_route_target(&mut routes, subscription, None);
+        match subscription.connection.kind {
+            ConnectionKind::Route => {
+                if !from_route {
+                    add_route_target(&mut routes, subscription, None);
+                }
+                continue;
             }
-            continue;
+            ConnectionKind::Internal => {
+                if let Some(import) = &subscription.import {
+                    imports.push(Arc::clone(import));
+                }
+                continue;
+            }
+            ConnectionKind::Client => {}
         }
         if !publisher.echo && subscription.connection.id == publisher.connection_id {
             continue;
@@ -250,7 +386,7 @@ fn pick_member(
 ) -> Option<usize> {
     let weight = |member: &SubscriptionRef| -> u64 {
         match (member.connection.kind, from_route) {
-            (ConnectionKind::Route, true) => 0,
+            (ConnectionKind::Route, true) | (ConnectionKind::Internal, _) => 0,
             (ConnectionKind::Route, false) => u64::from(member.weight()),
             (ConnectionKind::Client, _) => 1,
         }
@@ -436,11 +572,112 @@ mod tests {
             publisher,
             Source::Client,
             b"test",
-            &mut FlushSet::default(),
-            picker,
-            &mut outcome,
+            &mut Receivers {
+                flush_set: &mut FlushSet::default(),
+                picker,
+                outcome: &mut outcome,
+                imports: &mut Vec::new(),
+            },
         );
         outcome
+    }
+
+    /// Queued bytes of `connection`, as text.
+    fn queued(connection: &Connection) -> String {
+        let mut taken = bytes::BytesMut::new();
+        connection.outbound.lock().take_into(&mut taken);
+        String::from_utf8_lossy(&taken).into_owned()
+    }
+
+    #[test]
+    fn imports_carry_streams_requests_and_responses_between_accounts() {
+        use crate::imports::{ImportRoute, ResponseRouter};
+        use crate::options::ResponseType;
+        use crate::subject::mapping::SubjectMapping;
+
+        let shutdown = CancellationToken::new();
+        let exporter = Arc::new(Account::new("A"));
+        let importer = Arc::new(Account::new("B"));
+        let internal = Arc::new(Connection::new(
+            0,
+            ConnectionKind::Internal,
+            "127.0.0.1:1".parse().unwrap(),
+            1 << 20,
+            &shutdown,
+        ));
+        let install = |account: &Account, subject: &str, route: ImportRoute| {
+            let subscription = Arc::new(Subscription::for_import(
+                Arc::clone(&internal),
+                Bytes::copy_from_slice(subject.as_bytes()),
+                Bytes::from_static(b"import"),
+                Arc::new(route),
+            ));
+            account.subscribe(&subscription).unwrap();
+        };
+        install(
+            &exporter,
+            "orders.>",
+            ImportRoute::Stream {
+                into: Arc::clone(&importer),
+                mapping: SubjectMapping::new("orders.>", "from_a.orders.>").unwrap(),
+            },
+        );
+        let router = Arc::new(ResponseRouter::new("t"));
+        install(
+            &exporter,
+            "_R_.t.>",
+            ImportRoute::Responses {
+                router: Arc::clone(&router),
+            },
+        );
+        install(
+            &importer,
+            "a.help",
+            ImportRoute::Service {
+                importer: Arc::clone(&importer),
+                exporter: Arc::clone(&exporter),
+                mapping: SubjectMapping::new("a.help", "help").unwrap(),
+                responses: router,
+                response_type: ResponseType::Singleton,
+                response_threshold: std::time::Duration::from_secs(60),
+            },
+        );
+        let in_b = connection(1, 1 << 20, &shutdown);
+        subscribe(&importer, &in_b, "from_a.orders.>", None, "1");
+        subscribe(&importer, &in_b, "_INBOX.b.>", None, "2");
+        let responder = connection(2, 1 << 20, &shutdown);
+        subscribe(&exporter, &responder, "help", None, "9");
+
+        let mut dispatcher = Dispatcher::new(7);
+        let send = |dispatcher: &mut Dispatcher, account: &Account, subject: &str, reply| {
+            let message = Message {
+                subject: subject.as_bytes(),
+                reply,
+                header_length: 0,
+                payload: b"hi",
+            };
+            let matches = account.matches(subject.as_bytes());
+            dispatcher.deliver(&matches, &message, PUBLISHER, Source::Client, b"x");
+        };
+        send(&mut dispatcher, &exporter, "orders.eu", None);
+        assert_eq!(queued(&in_b), "MSG from_a.orders.eu 1 2\r\nhi\r\n");
+
+        send(
+            &mut dispatcher,
+            &importer,
+            "a.help",
+            Some(&b"_INBOX.b.1"[..]),
+        );
+        let request = queued(&responder);
+        assert!(
+            request.starts_with("MSG help 9 _R_.t.1 2\r\n"),
+            "{request:?}"
+        );
+        send(&mut dispatcher, &exporter, "_R_.t.1", None);
+        assert_eq!(queued(&in_b), "MSG _INBOX.b.1 2 2\r\nhi\r\n");
+        // A singleton service takes one response.
+        send(&mut dispatcher, &exporter, "_R_.t.1", None);
+        assert_eq!(queued(&in_b), "");
     }
 
     const PUBLISHER: Publisher = Publisher {

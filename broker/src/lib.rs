@@ -18,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod identity;
+pub mod imports;
 pub mod lifecycle;
 pub mod logging;
 pub mod monitoring;

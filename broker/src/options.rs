@@ -301,6 +301,10 @@ pub struct ServerOptions {
     /// Accounts declared in `accounts { }` (their users are in `authorization`, tagged with
     /// the account), in file order.
     pub accounts: Vec<String>,
+    /// What accounts offer to others (`exports`), checked against `imports` at load.
+    pub exports: Vec<Export>,
+    /// What accounts take from others (`imports`).
+    pub imports: Vec<Import>,
     pub logging: Logging,
     pub pid_file: Option<PathBuf>,
     pub ports_file_dir: Option<PathBuf>,
@@ -344,6 +348,8 @@ impl Default for ServerOptions {
             system_account: None,
             cluster: None,
             accounts: Vec::new(),
+            exports: Vec::new(),
+            imports: Vec::new(),
             logging: Logging::default(),
             pid_file: None,
             ports_file_dir: None,
@@ -390,4 +396,49 @@ impl ServerOptions {
         };
         format!("{}:{}", host, listen.port.unwrap_or(0)).parse()
     }
+}
+
+/// A stream (messages) or a service (requests and their responses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Stream,
+    Service,
+}
+
+/// How many responses one request to an exported service may get back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseType {
+    /// One (the default).
+    Singleton,
+    /// Any number until the response threshold passes (`stream` and `chunked`).
+    Stream,
+}
+
+/// One entry of an account's `exports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// The exporting account.
+    pub account: String,
+    pub kind: ExchangeKind,
+    pub subject: String,
+    /// Accounts allowed to import it; empty for a public export.
+    pub allowed: Vec<String>,
+    pub response_type: ResponseType,
+    /// How long a service's responses are waited for (`response_threshold`, default 2m).
+    pub response_threshold: Duration,
+}
+
+/// One entry of an account's `imports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The importing account.
+    pub account: String,
+    pub kind: ExchangeKind,
+    /// The exporting account.
+    pub from: String,
+    /// The subject in the exporting account.
+    pub subject: String,
+    /// The subject in the importing account: a stream's messages arrive on it, a service is
+    /// requested on it. Defaults to `subject`; a stream's `prefix` makes it `prefix.subject`.
+    pub to: String,
 }

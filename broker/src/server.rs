@@ -162,6 +162,12 @@ pub struct Server {
     websocket: RwLock<Option<Arc<WebSocketSettings>>>,
     /// Routes to the other servers, when a cluster is configured.
     cluster: Option<Arc<Cluster>>,
+    /// The server's own connection, which owns import subscriptions.
+    internal: Arc<Connection>,
+    /// The installed import subscriptions (replaced on reload).
+    imports: Mutex<Vec<crate::imports::ImportSubscription>>,
+    /// Each exporting account's response router, kept across reloads.
+    response_routers: Mutex<HashMap<String, Arc<crate::imports::ResponseRouter>>>,
 }
 
 impl Server {
@@ -190,7 +196,15 @@ impl Server {
             .clone()
             .map(|cluster| Arc::new(Cluster::new(cluster, &system_name)));
         let now = SystemTime::now();
-        Arc::new(Self {
+        let internal = Arc::new(Connection::new(
+            0,
+            ConnectionKind::Internal,
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            options.max_pending,
+            &shutdown,
+        ));
+        let imported = options.clone();
+        let server = Arc::new(Self {
             authenticator: RwLock::new(Arc::new(Authenticator::from_options(&options))),
             websocket_authenticator: RwLock::new(
                 Authenticator::for_websocket(&options).map(Arc::new),
@@ -215,7 +229,41 @@ impl Server {
             client_security: RwLock::new(Arc::new(ClientSecurity::default())),
             websocket: RwLock::new(None),
             cluster,
-        })
+            internal,
+            imports: Mutex::new(Vec::new()),
+            response_routers: Mutex::new(HashMap::new()),
+        });
+        server.install_imports(&imported);
+        server
+    }
+
+    /// Replaces the import subscriptions with those `options` asks for.
+    fn install_imports(&self, options: &ServerOptions) {
+        let mut installed = self.imports.lock();
+        for old in installed.drain(..) {
+            if old.account.unsubscribe_one(&old.subscription) && old.local_interest {
+                self.change_interest(&old.account, &old.subscription, -1);
+            }
+        }
+        let fresh = crate::imports::subscriptions(
+            options,
+            |name| self.account(name.as_bytes()),
+            &mut self.response_routers.lock(),
+            &self.internal,
+        );
+        for import in &fresh {
+            match import.account.subscribe(&import.subscription) {
+                Ok(()) if import.local_interest => {
+                    self.change_interest(&import.account, &import.subscription, 1);
+                }
+                Ok(()) => {}
+                Err(error) => logging::error(format_args!(
+                    "Could not install an import in account {:?}: {error}",
+                    import.account.name
+                )),
+            }
+        }
+        *installed = fresh;
     }
 
     pub fn options(&self) -> Arc<ServerOptions> {
@@ -946,6 +994,7 @@ impl Server {
                     .or_insert_with(|| Arc::new(Account::new(name.clone())));
             }
         }
+        self.install_imports(&new_options);
         *self.options.write() = Arc::new(new_options);
         *self.config_load_time.lock() = SystemTime::now();
         *self.config_digest.lock() = config_digest(self.options().config_file.as_deref());

@@ -25,6 +25,8 @@ pub struct Subscription {
     /// Queue members this subscription stands for: 1 for a local one, the member count a
     /// peer announced for a route's queue subscription.
     weight: AtomicU32,
+    /// Where an import subscription (the server's own) leads a matching message.
+    pub import: Option<Arc<crate::imports::ImportRoute>>,
 }
 
 /// Whether a delivery may proceed, and whether it is the last one allowed.
@@ -51,6 +53,20 @@ impl Subscription {
             max_messages: AtomicU64::new(0),
             removed: AtomicBool::new(false),
             weight: AtomicU32::new(1),
+            import: None,
+        }
+    }
+
+    /// An import's subscription, owned by the server's internal connection.
+    pub fn for_import(
+        connection: Arc<Connection>,
+        subject: Bytes,
+        sid: Bytes,
+        import: Arc<crate::imports::ImportRoute>,
+    ) -> Self {
+        Self {
+            import: Some(import),
+            ..Self::new(connection, subject, None, sid)
         }
     }
 

@@ -2,20 +2,26 @@
 //! users, parsed with nats-server's syntax and file:line:column errors.
 //!
 //! Users of an account join `authorization`'s users, tagged with the account; a user name or
-//! NKEY may appear once across all accounts and `authorization`. Exports and imports between
-//! accounts are refused as "not supported yet" until they land, rather than ignored.
+//! NKEY may appear once across all accounts and `authorization`. `exports` offer a stream or a
+//! service (to every account, or to those `accounts` names); `imports` take one from another
+//! account (`prefix` or `to` places it in the importer's subject space). Once the whole file
+//! is read, every import must name a known account that exports a subject covering it, of
+//! the same kind, to the importer; otherwise the import's position is reported.
 
 use std::collections::HashSet;
 
-use super::{invalid, map, wrong_type, Builder};
+use super::{invalid, map, string, wrong_type, Builder};
 use crate::account::{GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
-use crate::config::value::{Entry, ValueKind};
+use crate::config::value::{Entry, Map, Position, ValueKind};
 use crate::config::ConfigError;
+use crate::options::{ExchangeKind, Export, Import, ResponseType};
+use crate::subject::mapping::{covers, SubjectMapping};
+
+/// nats-server's default wait for responses of an exported service.
+const DEFAULT_RESPONSE_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Options inside an account that Tern does not have yet.
 const UNSUPPORTED_ACCOUNT_OPTIONS: &[&str] = &[
-    "exports",
-    "imports",
     "jetstream",
     "mappings",
     "maps",
@@ -73,6 +79,8 @@ impl Builder {
                         authorization.nkey_users.push(user);
                     }
                 }),
+                "exports" => self.exports(field, name),
+                "imports" => self.imports(field, name),
                 unsupported if UNSUPPORTED_ACCOUNT_OPTIONS.contains(&unsupported) => {
                     Self::unsupported(field)
                 }
@@ -87,6 +95,247 @@ impl Builder {
         }
         Ok(())
     }
+
+    fn exports(&mut self, entry: &Entry, account: &str) -> Result<(), ConfigError> {
+        for item in exchange_entries(entry)? {
+            let (fields, position) = item;
+            let mut kind = None;
+            let mut export = Export {
+                account: account.to_string(),
+                kind: ExchangeKind::Stream,
+                subject: String::new(),
+                allowed: Vec::new(),
+                response_type: ResponseType::Singleton,
+                response_threshold: DEFAULT_RESPONSE_THRESHOLD,
+            };
+            for field in fields.entries() {
+                match field.key.to_ascii_lowercase().as_str() {
+                    "stream" | "service" => {
+                        if kind.is_some() {
+                            return Err(invalid(
+                                &field.key_position,
+                                "an export is either a stream or a service",
+                            ));
+                        }
+                        kind = Some(exchange_kind(&field.key));
+                        export.subject = subject(field)?;
+                    }
+                    "accounts" => export.allowed = names(field)?,
+                    "response" | "response_type" => {
+                        export.response_type = match string(field)?.to_ascii_lowercase().as_str() {
+                            "singleton" | "single" => ResponseType::Singleton,
+                            "stream" | "chunked" => ResponseType::Stream,
+                            other => {
+                                return Err(invalid(
+                                    &field.value.position,
+                                    format!("unknown response type {other:?}"),
+                                ))
+                            }
+                        };
+                    }
+                    "threshold" | "response_threshold" => {
+                        export.response_threshold = self.duration(field)?;
+                    }
+                    _ => self.warn_unknown(field),
+                }
+            }
+            export.kind = kind.ok_or_else(|| {
+                invalid(
+                    &position,
+                    "an export needs a \"stream\" or a \"service\" subject",
+                )
+            })?;
+            self.options.exports.push(export);
+        }
+        Ok(())
+    }
+
+    fn imports(&mut self, entry: &Entry, account: &str) -> Result<(), ConfigError> {
+        for (fields, position) in exchange_entries(entry)? {
+            let mut source: Option<(ExchangeKind, String, String)> = None;
+            let mut prefix = None;
+            let mut to = None;
+            for field in fields.entries() {
+                match field.key.to_ascii_lowercase().as_str() {
+                    "stream" | "service" => {
+                        let ValueKind::Map(inner) = &field.value.kind else {
+                            return Err(wrong_type(
+                                field,
+                                "a map with \"account\" and \"subject\"",
+                            ));
+                        };
+                        let mut from = None;
+                        let mut import_subject = None;
+                        for part in inner.entries() {
+                            match part.key.to_ascii_lowercase().as_str() {
+                                "account" => from = Some(string(part)?),
+                                "subject" => import_subject = Some(subject(part)?),
+                                _ => self.warn_unknown(part),
+                            }
+                        }
+                        let missing = |what: &str| {
+                            invalid(&field.value.position, format!("an import needs {what}"))
+                        };
+                        source = Some((
+                            exchange_kind(&field.key),
+                            from.ok_or_else(|| missing("an \"account\""))?,
+                            import_subject.ok_or_else(|| missing("a \"subject\""))?,
+                        ));
+                    }
+                    "prefix" => prefix = Some((subject(field)?, field.value.position.clone())),
+                    "to" => to = Some((subject(field)?, field.value.position.clone())),
+                    _ => self.warn_unknown(field),
+                }
+            }
+            let (kind, from, import_subject) = source.ok_or_else(|| {
+                invalid(&position, "an import needs a \"stream\" or a \"service\"")
+            })?;
+            let to = match (kind, prefix, to) {
+                (_, Some(_), Some((_, at))) => {
+                    return Err(invalid(
+                        &at,
+                        "an import takes \"prefix\" or \"to\", not both",
+                    ))
+                }
+                (ExchangeKind::Service, Some((_, at)), None) => {
+                    return Err(invalid(
+                        &at,
+                        "a service import takes \"to\", not \"prefix\"",
+                    ))
+                }
+                (ExchangeKind::Stream, Some((prefix, _)), None) => {
+                    format!("{prefix}.{import_subject}")
+                }
+                (_, None, Some((to, at))) => {
+                    // The imported subject's wildcards must fill the destination's.
+                    let (pattern, destination) = match kind {
+                        ExchangeKind::Stream => (&import_subject, &to),
+                        ExchangeKind::Service => (&to, &import_subject),
+                    };
+                    SubjectMapping::new(pattern, destination)
+                        .map_err(|message| invalid(&at, message))?;
+                    to
+                }
+                (_, None, None) => import_subject.clone(),
+            };
+            self.options.imports.push(Import {
+                account: account.to_string(),
+                kind,
+                from,
+                subject: import_subject,
+                to,
+            });
+            self.import_positions.push(position);
+        }
+        Ok(())
+    }
+
+    /// Every import names a known account exporting a covering subject of its kind to it.
+    pub(super) fn check_imports(&mut self) {
+        let system = self
+            .options
+            .system_account
+            .clone()
+            .unwrap_or_else(|| SYSTEM_ACCOUNT.to_string());
+        let known = |name: &str| {
+            name == GLOBAL_ACCOUNT
+                || name == system
+                || self.options.accounts.iter().any(|a| a == name)
+        };
+        let mut problems = Vec::new();
+        for (import, position) in self.options.imports.iter().zip(&self.import_positions) {
+            let what = match import.kind {
+                ExchangeKind::Stream => "stream",
+                ExchangeKind::Service => "service",
+            };
+            // nats-server's wording for the same problems.
+            let problem = if import.from == import.account {
+                Some(format!(
+                    "account {:?} can not import from itself",
+                    import.account
+                ))
+            } else if !known(&import.from) {
+                Some(format!(
+                    "{:?} account not defined for {what} import",
+                    import.from
+                ))
+            } else {
+                let authorized = self.options.exports.iter().any(|export| {
+                    export.account == import.from
+                        && export.kind == import.kind
+                        && covers(&export.subject, &import.subject)
+                        && (export.allowed.is_empty() || export.allowed.contains(&import.account))
+                });
+                (!authorized).then(|| {
+                    format!(
+                        "Error adding {what} import {:?}: {what} import not authorized",
+                        import.subject
+                    )
+                })
+            };
+            if let Some(message) = problem {
+                problems.push(invalid(position, message));
+            }
+        }
+        self.errors.extend(problems);
+    }
+}
+
+/// The entries of an `exports` or `imports` array: each a map, with its position.
+fn exchange_entries(entry: &Entry) -> Result<Vec<(&Map, Position)>, ConfigError> {
+    let ValueKind::Array(items) = &entry.value.kind else {
+        return Err(wrong_type(entry, "an array"));
+    };
+    items
+        .iter()
+        .map(|item| match &item.kind {
+            ValueKind::Map(fields) => Ok((fields, item.position.clone())),
+            other => Err(invalid(
+                &item.position,
+                format!("an entry must be a map, got {}", other.type_name()),
+            )),
+        })
+        .collect()
+}
+
+fn exchange_kind(key: &str) -> ExchangeKind {
+    if key.eq_ignore_ascii_case("service") {
+        ExchangeKind::Service
+    } else {
+        ExchangeKind::Stream
+    }
+}
+
+/// A subject (wildcards allowed), checked.
+fn subject(entry: &Entry) -> Result<String, ConfigError> {
+    let text = string(entry)?;
+    if !crate::subject::is_valid_subject(text.as_bytes()) {
+        return Err(invalid(
+            &entry.value.position,
+            format!("invalid subject {text:?}"),
+        ));
+    }
+    Ok(text)
+}
+
+/// An array of account names.
+fn names(entry: &Entry) -> Result<Vec<String>, ConfigError> {
+    let ValueKind::Array(items) = &entry.value.kind else {
+        return Err(wrong_type(entry, "an array of account names"));
+    };
+    items
+        .iter()
+        .map(|item| match &item.kind {
+            ValueKind::String(name) => Ok(name.clone()),
+            other => Err(invalid(
+                &item.position,
+                format!(
+                    "an account name must be a string, got {}",
+                    other.type_name()
+                ),
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -95,6 +344,7 @@ mod tests {
     use std::path::Path;
 
     use crate::config::{load_str, MemorySources};
+    use crate::options::{ExchangeKind, ResponseType};
 
     fn load(text: &str) -> Result<crate::options::ServerOptions, String> {
         load_str(text, Path::new("accounts.conf"), &MemorySources::new()).map_err(|e| e.to_string())
@@ -120,11 +370,44 @@ mod tests {
     }
 
     #[test]
-    fn exports_and_imports_are_not_supported_yet() {
-        let error =
-            load("accounts {\n  A: {\n    exports: [ {stream: \"a.>\"} ]\n  }\n}\n").unwrap_err();
-        assert!(error.starts_with("accounts.conf:3:"), "{error}");
-        assert!(error.contains("not supported yet"), "{error}");
+    fn exports_and_imports_parse_and_are_checked_against_each_other() {
+        let options = load(
+            "accounts {\n  A: { exports: [ {stream: \"orders.>\"}, {service: \"help.*\", accounts: [B], response_type: stream, response_threshold: \"5s\"} ] }\n  B: { imports: [ {stream: {account: A, subject: \"orders.eu\"}, prefix: from_a}, {service: {account: A, subject: \"help.*\"}, to: \"a.help.*\"} ] }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(options.exports.len(), 2);
+        assert_eq!(options.exports[1].allowed, ["B"]);
+        assert_eq!(options.exports[1].response_type, ResponseType::Stream);
+        assert_eq!(options.exports[1].response_threshold.as_secs(), 5);
+        let stream = &options.imports[0];
+        assert_eq!(
+            (stream.kind, stream.from.as_str(), stream.to.as_str()),
+            (ExchangeKind::Stream, "A", "from_a.orders.eu")
+        );
+        assert_eq!(options.imports[1].to, "a.help.*");
+    }
+
+    #[test]
+    fn an_import_without_a_matching_export_names_its_position() {
+        let private = "accounts {\n  A: { exports: [ {stream: \"s.>\", accounts: [B]} ] }\n  B: {}\n  C: {\n    imports: [\n      {stream: {account: A, subject: \"s.x\"}}\n    ]\n  }\n}\n";
+        let error = load(private).unwrap_err();
+        assert!(error.starts_with("accounts.conf:6:"), "{error}");
+        assert!(
+            error.contains("Error adding stream import \"s.x\": stream import not authorized"),
+            "{error}"
+        );
+        let wrong_kind = "accounts {\n  A: { exports: [ {stream: \"s.>\"} ] }\n  B: { imports: [ {service: {account: A, subject: \"s.x\"}} ] }\n}\n";
+        assert!(load(wrong_kind)
+            .unwrap_err()
+            .contains("service import not authorized"));
+        let unknown = "accounts { B: { imports: [ {stream: {account: Z, subject: x}} ] } }";
+        assert!(load(unknown)
+            .unwrap_err()
+            .contains("\"Z\" account not defined for stream import"));
+        let both = "accounts {\n  A: { exports: [ {stream: \">\"} ] }\n  B: { imports: [ {stream: {account: A, subject: x}, prefix: p, to: y} ] }\n}\n";
+        assert!(load(both).unwrap_err().contains("not both"));
+        let reshaped = "accounts {\n  A: { exports: [ {service: \">\"} ] }\n  B: { imports: [ {service: {account: A, subject: \"x.*\"}, to: y} ] }\n}\n";
+        assert!(load(reshaped).unwrap_err().contains("same wildcards"));
     }
 
     #[test]

@@ -226,6 +226,8 @@ struct Builder {
     monitoring_port: Option<Option<Option<u16>>>,
     /// Where `cluster { accounts }` was given, to check its names once every account is known.
     pinned_accounts_position: Option<Position>,
+    /// Where each of `options.imports` was given, to check them once every export is known.
+    import_positions: Vec<Position>,
 }
 
 fn invalid(position: &Position, message: impl Into<String>) -> ConfigError {
@@ -354,6 +356,7 @@ impl Builder {
             self.options.monitoring = port.map(|port| Listen { host, port });
         }
         self.check_pinned_accounts();
+        self.check_imports();
         match self.errors.len() {
             0 => {
                 self.options.warnings = self.warnings;

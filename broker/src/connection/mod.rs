@@ -32,6 +32,8 @@ pub enum ConnectionKind {
     Client,
     /// Another server of this cluster.
     Route,
+    /// The server itself, owning import subscriptions (no socket).
+    Internal,
 }
 
 impl ConnectionKind {
@@ -40,6 +42,7 @@ impl ConnectionKind {
         match self {
             Self::Client => "Client",
             Self::Route => "Router",
+            Self::Internal => "Internal",
         }
     }
 }

@@ -385,6 +385,7 @@ fn client_type(kind: ConnectionKind, websocket: bool) -> &'static str {
     match kind {
         ConnectionKind::Client if websocket => "websocket",
         ConnectionKind::Client | ConnectionKind::Route => "nats",
+        ConnectionKind::Internal => "internal",
     }
 }
 

@@ -16,6 +16,7 @@
 //! These functions are pure and allocation-free; they sit on the per-message path.
 
 mod index;
+pub mod mapping;
 
 pub use index::{
     MatchResult, QueueGroupMatch, SubjectIndex, SubjectIndexStats, DEFAULT_CACHE_CAPACITY,

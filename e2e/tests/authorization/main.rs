@@ -8,6 +8,7 @@
 
 mod bypasses;
 mod default_permissions;
+mod imports;
 mod nkey_users;
 mod passwords;
 mod publish_permissions;

@@ -11,6 +11,7 @@ mod authorization;
 mod delivery;
 mod discovery;
 mod failover;
+mod imports;
 mod interest;
 mod lame_duck;
 mod messaging;
