@@ -319,12 +319,12 @@ fn deliver(
         imports,
     } = receivers;
     // Routes get nothing from a route (one hop) or an import (each server imports itself).
-    let from_route = matches!(source, Source::Route { .. } | Source::Import);
+    let local_only = matches!(source, Source::Route { .. } | Source::Import);
     let mut routes: Vec<RouteTarget<'_>> = Vec::new();
     for subscription in &matches.plain {
         match subscription.connection.kind {
             ConnectionKind::Route => {
-                if !from_route {
+                if !local_only {
                     add_route_target(&mut routes, subscription, None);
                 }
                 continue;
@@ -352,13 +352,13 @@ fn deliver(
             }
         }
         let members = &group.members;
-        let Some(start) = pick_member(members, from_route, picker) else {
+        let Some(start) = pick_member(members, local_only, picker) else {
             continue;
         };
         for offset in 0..members.len() {
             let member = &members[(start + offset) % members.len()];
             if member.connection.kind == ConnectionKind::Route {
-                if from_route {
+                if local_only {
                     continue;
                 }
                 add_route_target(&mut routes, member, Some(&group.name));
@@ -378,14 +378,15 @@ fn deliver(
 }
 
 /// The first member to try: weighted by members per server for a local publisher; among local
-/// members only for a message from a route (the sender already chose this server).
+/// members only for a message from a route (the sender already chose this server) or an
+/// import.
 fn pick_member(
     members: &[SubscriptionRef],
-    from_route: bool,
+    local_only: bool,
     picker: &mut QueuePicker,
 ) -> Option<usize> {
     let weight = |member: &SubscriptionRef| -> u64 {
-        match (member.connection.kind, from_route) {
+        match (member.connection.kind, local_only) {
             (ConnectionKind::Route, true) | (ConnectionKind::Internal, _) => 0,
             (ConnectionKind::Route, false) => u64::from(member.weight()),
             (ConnectionKind::Client, _) => 1,

@@ -212,6 +212,8 @@ pub struct ClusterOptions {
 
 /// nats-server's default route pool size.
 pub const DEFAULT_ROUTE_POOL_SIZE: i64 = 3;
+/// The largest pool a config may set, and a peer may announce.
+pub const MAX_ROUTE_POOL_SIZE: i64 = 1024;
 
 impl ClusterOptions {
     /// Whether routes pool (and pin accounts): `pool_size` is not `-1`.

@@ -635,7 +635,16 @@ impl RouteSession {
         if !both_pool {
             return Ok(Request::Single);
         }
-        let remote_pool_size = usize::try_from(info.route_pool_size).unwrap_or(1);
+        // A peer may not make this server hold more slots than any server may configure.
+        let remote_pool_size = match usize::try_from(info.route_pool_size) {
+            Ok(size) if size as i64 <= crate::options::MAX_ROUTE_POOL_SIZE => size,
+            _ => {
+                return Err((
+                    format!("Invalid route pool size: {}", info.route_pool_size),
+                    true,
+                ))
+            }
+        };
         let effective = remote_pool_size.max(self.cluster.pool_size());
         if self.solicited.is_some() {
             if info.route_pool_idx != 0 {

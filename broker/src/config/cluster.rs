@@ -55,7 +55,7 @@ impl Builder {
                     .tls_block(item, super::transport::TlsRole::Server)
                     .map(|tls| cluster.tls = Some(tls)),
                 "pool_size" => integer(item).and_then(|size| match size {
-                    -1 | 1..=1024 => {
+                    -1 | 1..=crate::options::MAX_ROUTE_POOL_SIZE => {
                         cluster.pool_size = size;
                         Ok(())
                     }
