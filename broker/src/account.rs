@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+use crate::limits::AccountLimits;
 use crate::subject::SubjectError;
 use crate::subject::{MatchResult, SubjectIndex};
 use crate::subscription::{Subscription, SubscriptionRef};
@@ -47,6 +48,8 @@ pub struct Account {
     index: RwLock<SubjectIndex<SubscriptionRef>>,
     generation: AtomicU64,
     pub client_connections: AtomicU64,
+    /// `limits { }` of the account (replaced on reload).
+    limits: RwLock<AccountLimits>,
     /// Counts of local subscriptions per key, which routes learn through `RS+`/`RS-`. Lock
     /// order: taken before the cluster's route registry and any connection's outbound.
     local_interest: Mutex<std::collections::HashMap<InterestKey, u32>>,
@@ -59,8 +62,29 @@ impl Account {
             index: RwLock::new(SubjectIndex::new(MATCH_CACHE_CAPACITY)),
             generation: AtomicU64::new(0),
             client_connections: AtomicU64::new(0),
+            limits: RwLock::new(AccountLimits::default()),
             local_interest: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    pub fn limits(&self) -> AccountLimits {
+        *self.limits.read()
+    }
+
+    pub fn set_limits(&self, limits: AccountLimits) {
+        *self.limits.write() = limits;
+    }
+
+    /// Counts one more client connection unless the account already has `max_connections`
+    /// (checked and counted in one step, so racing connections cannot both pass).
+    pub fn admit_client_connection(&self) -> bool {
+        let limit = self.limits().max_connections.map(u64::from);
+        self.client_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| match limit {
+                Some(limit) if count >= limit => None,
+                _ => Some(count + 1),
+            })
+            .is_ok()
     }
 
     /// Changes whenever the set of subscriptions changes.

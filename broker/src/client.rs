@@ -91,6 +91,10 @@ struct ClientSession {
     /// The user's permissions, when it has any.
     permissions: Option<PermissionChecker>,
     limits: ParserLimits,
+    /// Subscriptions this connection may hold (server and account limits); `None`: any.
+    max_subscriptions: Option<usize>,
+    /// This connection's place in its user's connection count, when the user has a limit.
+    user_slot: Option<crate::limits::UserConnectionSlot>,
     match_cache: MatchCache,
     dispatcher: Dispatcher,
     pings_outstanding: u32,
@@ -117,6 +121,8 @@ impl ClientSession {
                 max_control_line: options.max_control_line,
                 max_payload: options.max_payload,
             },
+            max_subscriptions: (options.max_subscriptions > 0).then_some(options.max_subscriptions),
+            user_slot: None,
             next_ping: now + options.ping_interval,
             authentication_deadline: now
                 + if connection.websocket {
@@ -383,7 +389,8 @@ impl ClientSession {
             metadata.account.clone_from(&self.account.name);
         }
         self.take_up_permissions(&user);
-        self.bind_account(user.account.as_deref());
+        self.claim_user_connection(&user)?;
+        self.bind_account(user.account.as_deref())?;
         if connect.verbose {
             self.queue_own(server_operations::OK);
         }
@@ -404,39 +411,82 @@ impl ClientSession {
                     .authorized_user
                     .clone_from(&user.name);
                 self.take_up_permissions(&user);
-                self.bind_account(user.account.as_deref());
-                Ok(())
+                self.claim_user_connection(&user)?;
+                self.bind_account(user.account.as_deref())
             }
             _ => Err(self.authorization_violation("")),
         }
     }
 
-    /// Moves the connection into its user's account (the global one without a name). Only
-    /// before it has subscribed: CONNECT comes first whenever accounts have users.
-    fn bind_account(&mut self, name: Option<&str>) {
+    /// Counts the connection against its user's `max_connections`, if the user has one.
+    fn claim_user_connection(&mut self, user: &AuthenticatedUser) -> Result<(), CloseReason> {
+        if self
+            .user_slot
+            .as_ref()
+            .is_some_and(|slot| slot.user() == user.name)
+        {
+            return Ok(());
+        }
+        match self.server.claim_user_connection(user) {
+            Ok(slot) => {
+                self.user_slot = slot;
+                Ok(())
+            }
+            Err(crate::limits::LimitExceeded::UserConnections) => Err(self.refuse_over_limit(
+                text::MAX_USER_CONNECTIONS_EXCEEDED,
+                CloseReason::MaxUserConnectionsExceeded,
+            )),
+        }
+    }
+
+    /// Moves the connection into its user's account (the global one without a name), within
+    /// the account's `max_connections`, and takes up the account's limits. Only before it has
+    /// subscribed: CONNECT comes first whenever accounts have users.
+    fn bind_account(&mut self, name: Option<&str>) -> Result<(), CloseReason> {
         let name = name.unwrap_or(crate::account::GLOBAL_ACCOUNT);
         let Some(account) = self.server.account(name.as_bytes()) else {
             logging::error(format_args!(
                 "{} - account {name:?} does not exist",
                 self.describe()
             ));
-            return;
+            return Ok(());
         };
-        if Arc::ptr_eq(&account, &self.account) {
-            return;
+        if !Arc::ptr_eq(&account, &self.account) {
+            if !account.admit_client_connection() {
+                return Err(self.refuse_over_limit(
+                    text::MAX_ACCOUNT_CONNECTIONS_EXCEEDED,
+                    CloseReason::MaxAccountConnectionsExceeded,
+                ));
+            }
+            self.account
+                .client_connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.account = account;
+            // Generations of different accounts are unrelated: start the cache afresh.
+            self.match_cache.results.clear();
+            self.match_cache.generation = self.account.generation();
+            self.connection
+                .metadata
+                .lock()
+                .account
+                .clone_from(&self.account.name);
         }
-        use std::sync::atomic::Ordering::Relaxed;
-        self.account.client_connections.fetch_sub(1, Relaxed);
-        account.client_connections.fetch_add(1, Relaxed);
-        self.account = account;
-        // Generations of different accounts are unrelated: start the cache afresh.
-        self.match_cache.results.clear();
-        self.match_cache.generation = self.account.generation();
-        self.connection
-            .metadata
-            .lock()
-            .account
-            .clone_from(&self.account.name);
+        self.take_up_account_limits();
+        Ok(())
+    }
+
+    /// The payload and subscription limits: the smaller of the server's and the account's.
+    fn take_up_account_limits(&mut self) {
+        let limits = self.account.limits();
+        self.limits.max_payload = limits.effective_max_payload(self.options.max_payload);
+        self.max_subscriptions = limits.effective_max_subscriptions(self.options.max_subscriptions);
+    }
+
+    /// Answers a connection over a connection limit with `-ERR` and closes it.
+    fn refuse_over_limit(&mut self, message: &str, reason: CloseReason) -> CloseReason {
+        logging::error(format_args!("{} - {message}", self.describe()));
+        self.send_error(message);
+        reason
     }
 
     /// Installs the user's permissions: checked here for what the client sends, and on the
@@ -585,8 +635,10 @@ impl ClientSession {
             self.subscription_violation(subject, queue_group);
             return;
         }
-        let max = self.options.max_subscriptions;
-        if max > 0 && self.connection.subscription_count() >= max {
+        if self
+            .max_subscriptions
+            .is_some_and(|max| self.connection.subscription_count() >= max)
+        {
             logging::error(format_args!(
                 "{} - {}",
                 self.describe(),
@@ -654,10 +706,8 @@ impl ClientSession {
     /// Takes up reloaded options; a client whose credentials no longer pass is closed.
     fn apply_reload(&mut self) -> Result<(), CloseReason> {
         self.options = self.server.options();
-        self.limits = ParserLimits {
-            max_control_line: self.options.max_control_line,
-            max_payload: self.options.max_payload,
-        };
+        self.limits.max_control_line = self.options.max_control_line;
+        self.take_up_account_limits();
         if !self.connect_received || self.awaiting_authentication {
             return Ok(());
         }

@@ -20,6 +20,7 @@ pub mod dispatch;
 pub mod identity;
 pub mod imports;
 pub mod lifecycle;
+pub mod limits;
 pub mod logging;
 pub mod monitoring;
 pub mod options;

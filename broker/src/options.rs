@@ -65,6 +65,9 @@ pub struct User {
     pub permissions: Option<Permissions>,
     /// The account (`accounts { NAME { users } }`) the user belongs to; `None` is `$G`.
     pub account: Option<String>,
+    /// Open connections the user may have on this server (`max_connections`, a Tern
+    /// extension); `None` is no limit.
+    pub max_connections: Option<u32>,
 }
 
 /// One entry of `authorization { users: [...] }` with an `nkey` (a validated user public key).
@@ -74,6 +77,8 @@ pub struct NkeyUser {
     pub permissions: Option<Permissions>,
     /// The account the user belongs to; `None` is `$G`.
     pub account: Option<String>,
+    /// Open connections the user may have on this server; `None` is no limit.
+    pub max_connections: Option<u32>,
 }
 
 impl Authorization {
@@ -113,6 +118,8 @@ impl fmt::Debug for User {
             .field("user", &self.user)
             .field("password", &"<redacted>")
             .field("permissions", &self.permissions)
+            .field("account", &self.account)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -307,6 +314,11 @@ pub struct ServerOptions {
     pub exports: Vec<Export>,
     /// What accounts take from others (`imports`).
     pub imports: Vec<Import>,
+    /// Each account's `limits { }`, by account name.
+    pub account_limits: std::collections::BTreeMap<String, crate::limits::AccountLimits>,
+    /// New client connections a second from one IP address (`connection_rate_per_ip`, a
+    /// Tern extension); 0 is no limit.
+    pub connection_rate_per_ip: u32,
     pub logging: Logging,
     pub pid_file: Option<PathBuf>,
     pub ports_file_dir: Option<PathBuf>,
@@ -351,6 +363,8 @@ impl Default for ServerOptions {
             cluster: None,
             accounts: Vec::new(),
             exports: Vec::new(),
+            account_limits: std::collections::BTreeMap::new(),
+            connection_rate_per_ip: 0,
             imports: Vec::new(),
             logging: Logging::default(),
             pid_file: None,

@@ -166,6 +166,10 @@ pub struct Server {
     internal: Arc<Connection>,
     /// The installed import subscriptions (replaced on reload).
     imports: Mutex<Vec<crate::imports::ImportSubscription>>,
+    /// Open connections per user with a `max_connections`.
+    user_connections: crate::limits::UserConnections,
+    /// New connections per IP address (`connection_rate_per_ip`), for the accept loops.
+    pub(super) connection_rates: Mutex<crate::limits::ConnectionRateLimiter>,
     /// Each exporting account's response router, kept across reloads.
     response_routers: Mutex<HashMap<String, Arc<crate::imports::ResponseRouter>>>,
 }
@@ -189,6 +193,7 @@ impl Server {
                 .entry(name.clone())
                 .or_insert_with(|| Arc::new(Account::new(name.clone())));
         }
+        apply_account_limits(&accounts, &options);
         let shutdown = CancellationToken::new();
         let accepting = shutdown.child_token();
         let cluster = options
@@ -228,6 +233,8 @@ impl Server {
             addresses: Mutex::new(None),
             client_security: RwLock::new(Arc::new(ClientSecurity::default())),
             websocket: RwLock::new(None),
+            user_connections: crate::limits::UserConnections::default(),
+            connection_rates: Mutex::new(crate::limits::ConnectionRateLimiter::default()),
             cluster,
             internal,
             imports: Mutex::new(Vec::new()),
@@ -661,6 +668,22 @@ impl Server {
     /// Checks a connection's CONNECT credentials (a WebSocket client's completed by its
     /// cookies) against the authorization in force for its port; the nonce is the one its INFO
     /// carried. A bcrypt check runs off the async workers.
+    /// Counts a connection of `user` when the user has a connection limit; `Err` when the
+    /// user already has that many open.
+    pub fn claim_user_connection(
+        &self,
+        user: &crate::auth::AuthenticatedUser,
+    ) -> Result<Option<crate::limits::UserConnectionSlot>, crate::limits::LimitExceeded> {
+        match user.max_connections {
+            None => Ok(None),
+            Some(limit) => self
+                .user_connections
+                .claim(&user.name, limit)
+                .map(Some)
+                .ok_or(crate::limits::LimitExceeded::UserConnections),
+        }
+    }
+
     pub fn authenticate(
         &self,
         connection: &Connection,
@@ -993,6 +1016,7 @@ impl Server {
                     .entry(name.clone())
                     .or_insert_with(|| Arc::new(Account::new(name.clone())));
             }
+            apply_account_limits(&accounts, &new_options);
         }
         self.install_imports(&new_options);
         *self.options.write() = Arc::new(new_options);
@@ -1212,6 +1236,20 @@ fn check_unchanged<T: PartialEq + std::fmt::Debug>(
 
 /// `sha256:<hex>` of a config file's bytes, as nats-server's `/varz` reports it; empty when
 /// there is no file or it cannot be read.
+/// Gives every account its configured limits (and none to those without a `limits` block).
+/// Connections already bound keep their place; the new limits apply to what comes next.
+fn apply_account_limits(accounts: &HashMap<String, Arc<Account>>, options: &ServerOptions) {
+    for (name, account) in accounts {
+        account.set_limits(
+            options
+                .account_limits
+                .get(name)
+                .copied()
+                .unwrap_or_default(),
+        );
+    }
+}
+
 fn config_digest(path: Option<&std::path::Path>) -> String {
     use sha2::{Digest, Sha256};
     let Some(bytes) = path.and_then(|path| std::fs::read(path).ok()) else {

@@ -46,6 +46,7 @@ fn users(list: &[(&str, &str, Option<Permissions>)]) -> Authorization {
                 password: password.to_string(),
                 permissions: permissions.clone(),
                 account: None,
+                max_connections: None,
             })
             .collect(),
         ..Authorization::default()
@@ -264,6 +265,7 @@ fn nkey_authorization(public: &str, permissions: Option<Permissions>) -> Authori
             nkey: public.to_string(),
             permissions,
             account: None,
+            max_connections: None,
         }],
         ..users(&[("alice", "pw", None)])
     }
@@ -368,6 +370,7 @@ fn nkey_users_alone_need_an_nkey() {
             nkey: public,
             permissions: None,
             account: None,
+            max_connections: None,
         }],
         ..Authorization::default()
     };

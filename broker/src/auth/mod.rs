@@ -163,6 +163,8 @@ pub struct AuthenticatedUser {
     pub permissions: Option<Arc<Permissions>>,
     /// The account the connection binds to; `None` is the global account.
     pub account: Option<String>,
+    /// Open connections this user may have on this server; `None` is no limit.
+    pub max_connections: Option<u32>,
 }
 
 impl AuthenticatedUser {
@@ -177,12 +179,14 @@ struct PasswordUser {
     password: StoredPassword,
     permissions: Option<Arc<Permissions>>,
     account: Option<String>,
+    max_connections: Option<u32>,
 }
 
 #[derive(Debug)]
 struct NkeyEntry {
     permissions: Option<Arc<Permissions>>,
     account: Option<String>,
+    max_connections: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -252,6 +256,7 @@ impl Authenticator {
                             password: StoredPassword::new(user.password.clone()),
                             permissions: with_defaults(&user.permissions),
                             account: user.account.clone(),
+                            max_connections: user.max_connections,
                         };
                         (user.user.clone(), entry)
                     })
@@ -263,6 +268,7 @@ impl Authenticator {
                         let entry = NkeyEntry {
                             permissions: with_defaults(&user.permissions),
                             account: user.account.clone(),
+                            max_connections: user.max_connections,
                         };
                         (user.nkey.clone(), entry)
                     })
@@ -313,6 +319,7 @@ impl Authenticator {
                 method: AuthenticationMethod::None,
                 permissions: None,
                 account: None,
+                max_connections: None,
             }),
             Mode::Token(token) => {
                 if credentials.token.is_empty() {
@@ -326,6 +333,7 @@ impl Authenticator {
                     method: AuthenticationMethod::Token,
                     permissions: None,
                     account: None,
+                    max_connections: None,
                 })
             }
             Mode::SingleUser { user, password } => {
@@ -345,6 +353,7 @@ impl Authenticator {
                     method: AuthenticationMethod::SingleUser,
                     permissions: None,
                     account: None,
+                    max_connections: None,
                 })
             }
             Mode::Users {
@@ -363,6 +372,7 @@ impl Authenticator {
                                 method: AuthenticationMethod::NoAuthUser,
                                 permissions: user.permissions.clone(),
                                 account: user.account.clone(),
+                                max_connections: user.max_connections,
                             });
                         }
                     }
@@ -383,6 +393,7 @@ impl Authenticator {
                     method: AuthenticationMethod::User,
                     permissions: user.permissions.clone(),
                     account: user.account.clone(),
+                    max_connections: user.max_connections,
                 })
             }
         }
@@ -416,6 +427,7 @@ fn authenticate_nkey(
         method: AuthenticationMethod::Nkey,
         permissions: entry.permissions.clone(),
         account: entry.account.clone(),
+        max_connections: entry.max_connections,
     })
 }
 

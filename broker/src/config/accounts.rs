@@ -10,10 +10,11 @@
 
 use std::collections::HashSet;
 
-use super::{invalid, map, string, wrong_type, Builder};
+use super::{count_limit, invalid, map, string, wrong_type, Builder};
 use crate::account::{GLOBAL_ACCOUNT, SYSTEM_ACCOUNT};
 use crate::config::value::{Entry, Map, Position, ValueKind};
 use crate::config::ConfigError;
+use crate::limits::AccountLimits;
 use crate::options::{ExchangeKind, Export, Import, ResponseType};
 use crate::subject::mapping::{covers, SubjectMapping};
 
@@ -21,13 +22,8 @@ use crate::subject::mapping::{covers, SubjectMapping};
 const DEFAULT_RESPONSE_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Options inside an account that Tern does not have yet.
-const UNSUPPORTED_ACCOUNT_OPTIONS: &[&str] = &[
-    "jetstream",
-    "mappings",
-    "maps",
-    "limits",
-    "default_permissions",
-];
+const UNSUPPORTED_ACCOUNT_OPTIONS: &[&str] =
+    &["jetstream", "mappings", "maps", "default_permissions"];
 
 impl Builder {
     pub(super) fn accounts(&mut self, entry: &Entry) -> Result<(), ConfigError> {
@@ -81,6 +77,9 @@ impl Builder {
                 }),
                 "exports" => self.exports(field, name),
                 "imports" => self.imports(field, name),
+                "limits" => self.account_limits(field).map(|limits| {
+                    self.options.account_limits.insert(name.to_string(), limits);
+                }),
                 unsupported if UNSUPPORTED_ACCOUNT_OPTIONS.contains(&unsupported) => {
                     Self::unsupported(field)
                 }
@@ -94,6 +93,32 @@ impl Builder {
             }
         }
         Ok(())
+    }
+
+    /// `limits { max_connections, max_subscriptions, max_payload, max_leafnodes }` with
+    /// nats-server's short forms; a negative value is no limit.
+    fn account_limits(&mut self, entry: &Entry) -> Result<AccountLimits, ConfigError> {
+        let mut limits = AccountLimits::default();
+        for field in map(entry)?.entries() {
+            let slot = match field.key.to_ascii_lowercase().as_str() {
+                "max_connections" | "max_conn" => &mut limits.max_connections,
+                "max_subscriptions" | "max_subs" => &mut limits.max_subscriptions,
+                "max_payload" | "max_pay" => &mut limits.max_payload,
+                "max_leafnodes" | "max_leafs" => &mut limits.max_leafnodes,
+                _ => {
+                    self.errors.push(invalid(
+                        &field.key_position,
+                        format!("Unknown field {:?} parsing account limits", field.key),
+                    ));
+                    continue;
+                }
+            };
+            match count_limit(field) {
+                Ok(limit) => *slot = limit,
+                Err(error) => self.errors.push(error),
+            }
+        }
+        Ok(limits)
     }
 
     fn exports(&mut self, entry: &Entry, account: &str) -> Result<(), ConfigError> {
@@ -423,5 +448,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("x"), "{error}");
+    }
+
+    #[test]
+    fn account_limits_take_nats_server_names_and_negative_is_no_limit() {
+        let options = load(
+            "accounts {\n  A: { limits: { max_connections: 2, max_subs: 10, max_payload: 1KB, max_leafnodes: -1 } }\n  B: { users: [ {user: b, password: p, max_connections: 3} ] }\n}\nconnection_rate_per_ip: 20\n",
+        )
+        .unwrap();
+        let limits = options.account_limits["A"];
+        assert_eq!(limits.max_connections, Some(2));
+        assert_eq!(limits.max_subscriptions, Some(10));
+        assert_eq!(limits.max_payload, Some(1024));
+        assert_eq!(limits.max_leafnodes, None);
+        assert!(!options.account_limits.contains_key("B"));
+        assert_eq!(options.authorization.users[0].max_connections, Some(3));
+        assert_eq!(options.connection_rate_per_ip, 20);
+        let unknown = load("accounts {\n  A: { limits: { max_bytes: 1 } }\n}\n").unwrap_err();
+        assert!(
+            unknown.starts_with("accounts.conf:2:18")
+                && unknown.contains("Unknown field \"max_bytes\" parsing account limits"),
+            "{unknown}"
+        );
+        let huge = load("accounts { A: { limits: { max_conn: 5000000000 } } }").unwrap_err();
+        assert!(huge.contains("must be at most"), "{huge}");
     }
 }

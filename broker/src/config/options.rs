@@ -266,6 +266,20 @@ fn integer(entry: &Entry) -> Result<i64, ConfigError> {
     }
 }
 
+/// A count limit as nats-server writes them: a negative number is no limit (`None`).
+pub(super) fn count_limit(entry: &Entry) -> Result<Option<u32>, ConfigError> {
+    let number = integer(entry)?;
+    if number < 0 {
+        return Ok(None);
+    }
+    u32::try_from(number).map(Some).map_err(|_| {
+        invalid(
+            &entry.value.position,
+            format!("{:?} must be at most {}", entry.key, u32::MAX),
+        )
+    })
+}
+
 fn boolean(entry: &Entry) -> Result<bool, ConfigError> {
     match entry.value.kind {
         ValueKind::Bool(flag) => Ok(flag),
@@ -492,6 +506,9 @@ impl Builder {
                 // Zero and negative both mean unlimited in nats-server.
                 options.max_subscriptions = usize::try_from(integer(entry)?).unwrap_or(0);
             }
+            "connection_rate_per_ip" => {
+                options.connection_rate_per_ip = count_limit(entry)?.unwrap_or(0);
+            }
             "ping_interval" => {
                 let interval = self.duration(entry)?;
                 self.options.ping_interval = non_zero_or(interval, defaults::PING_INTERVAL);
@@ -660,9 +677,13 @@ impl Builder {
             let mut password = None;
             let mut nkey = None;
             let mut permissions = None;
+            let mut max_connections = None;
             for field in fields.entries() {
                 let name = field.key.to_ascii_lowercase();
                 let applied = match name.as_str() {
+                    "max_connections" | "max_conn" => {
+                        count_limit(field).map(|limit| max_connections = limit)
+                    }
                     "user" | "username" => string(field).map(|text| user = Some(text)),
                     "pass" | "password" => string(field).map(|text| password = Some(text)),
                     "nkey" => string(field).map(|text| nkey = Some(text)),
@@ -697,6 +718,7 @@ impl Builder {
                         nkey,
                         permissions,
                         account: None,
+                        max_connections,
                     }),
                 }
                 continue;
@@ -716,6 +738,7 @@ impl Builder {
                 password: password.unwrap_or_default(),
                 permissions,
                 account: None,
+                max_connections,
             });
         }
         Ok((users, nkey_users))

@@ -266,6 +266,7 @@ fn authorization_with_users_and_no_auth_user() {
             password: "pb".into(),
             permissions: None,
             account: None,
+            max_connections: None,
         }
     );
     assert_eq!(users[2].password, "");

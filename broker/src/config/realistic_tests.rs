@@ -128,6 +128,7 @@ fn a_realistic_config_loads_every_supported_option() {
             password: "s3cr3t pass".into(),
             permissions: None,
             account: None,
+            max_connections: None,
         }
     );
     assert!(authorization.is_required());

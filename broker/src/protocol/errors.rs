@@ -55,6 +55,12 @@ pub mod text {
     pub const AUTHENTICATION_TIMEOUT: &str = "Authentication Timeout";
     pub const MAX_CONNECTIONS_EXCEEDED: &str = "maximum connections exceeded";
     pub const MAX_SUBSCRIPTIONS_EXCEEDED: &str = "maximum subscriptions exceeded";
+    pub const MAX_ACCOUNT_CONNECTIONS_EXCEEDED: &str =
+        "maximum account active connections exceeded";
+    /// Tern's own limit (`users [{ max_connections }]`), worded like the account one.
+    pub const MAX_USER_CONNECTIONS_EXCEEDED: &str = "maximum user active connections exceeded";
+    /// Tern's own limit (`connection_rate_per_ip`).
+    pub const CONNECTION_RATE_EXCEEDED: &str = "connection rate exceeded";
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const INVALID_SUBJECT: &str = "Invalid Subject";
     pub const INVALID_PUBLISH_SUBJECT: &str = "Invalid Publish Subject";

@@ -8,6 +8,10 @@
 //! the upgrade (bounded by `handshake_timeout`) and the session sends INFO as the first frame.
 //! Shutdown and lame duck interrupt a handshake in progress.
 //!
+//! A connection over `connection_rate_per_ip` (new connections a second from its address)
+//! is refused in the accept loop itself: one non-blocking write of
+//! `-ERR 'connection rate exceeded'` and the socket closes, before any TLS or upgrade.
+//!
 //! As in nats-server: a connection over `max_connections` gets INFO and
 //! `-ERR 'maximum connections exceeded'` (in plain text on the NATS port, before any TLS; in
 //! frames on the WebSocket port, after the upgrade) and is closed; a failed TLS handshake is
@@ -108,6 +112,23 @@ impl Server {
     ) {
         let _ = stream.set_nodelay(true);
         let options = self.options();
+        let rate = options.connection_rate_per_ip;
+        if rate > 0
+            && !self
+                .connection_rates
+                .lock()
+                .admit(address.ip(), rate, std::time::Instant::now())
+        {
+            // Refused before any work: no id, no task, no TLS. The one write cannot block.
+            logging::debug(format_args!(
+                "{address} - {} connection refused: {}",
+                kind.name(),
+                text::CONNECTION_RATE_EXCEEDED
+            ));
+            let refusal = format!("-ERR '{}'\r\n", text::CONNECTION_RATE_EXCEEDED);
+            let _ = stream.try_write(refusal.as_bytes());
+            return;
+        }
         let id = self.next_connection_id();
         let connection = Arc::new(
             Connection::new(

@@ -9,6 +9,7 @@
 mod bypasses;
 mod default_permissions;
 mod imports;
+mod limits;
 mod nkey_users;
 mod passwords;
 mod publish_permissions;
