@@ -691,7 +691,9 @@ impl Server {
     ) -> Result<AuthenticatedUser, AuthError> {
         let nonce = connection.nonce.as_deref();
         let authenticator = self.authenticator_for(connection.websocket);
-        let credentials = Credentials::from(connect).with_cookies(connection.cookie_credentials());
+        let mut credentials =
+            Credentials::from(connect).with_cookies(connection.cookie_credentials());
+        credentials.certificate = connection.certificate_identity().cloned();
         let check = || authenticator.authenticate(&credentials, nonce);
         let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
             handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
@@ -1149,15 +1151,7 @@ fn display_address(address: SocketAddr) -> String {
 }
 
 /// The client port's TLS settings, reading the certificate files the options name.
-/// `verify_and_map` is refused rather than treated as `verify`: the certificate's identity
-/// must pick the user, and without the mapping any certificate the CA signed would do.
 fn client_security(options: &ServerOptions) -> Result<ClientSecurity, ServerError> {
-    if options.tls.as_ref().is_some_and(|tls| tls.verify_and_map) {
-        return Err(ServerError::Unsupported {
-            option: "tls verify_and_map",
-            reason: "use verify with user credentials until certificate identities map to users",
-        });
-    }
     let tls = options
         .tls
         .as_ref()
@@ -1309,19 +1303,6 @@ mod tests {
         let websocket = Authenticator::for_websocket(&options).expect("an override");
         assert!(websocket.is_required());
         assert!(!Authenticator::from_options(&options).is_required());
-    }
-
-    #[test]
-    fn verify_and_map_is_refused_rather_than_treated_as_verify() {
-        let options = ServerOptions {
-            tls: Some(TlsOptions {
-                verify_and_map: true,
-                ..TlsOptions::default()
-            }),
-            ..local_options()
-        };
-        let error = client_security(&options).unwrap_err();
-        assert!(error.to_string().contains("verify_and_map"), "{error}");
     }
 
     #[tokio::test]

@@ -456,3 +456,117 @@ fn reload_reads_renewed_certificates_for_new_connections() {
         Ok(())
     });
 }
+
+/// Plain INFO, then TLS, then `commands` inside it; returns what came back up to the PONG
+/// that ends `commands` (or the whole answer when the server closes first).
+async fn tls_exchange(
+    server: &ServerProcess,
+    connector: &TlsConnector,
+    commands: &str,
+) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(server.client_address()).await?;
+    read_info(&mut stream).await?;
+    let mut tls = start_tls(connector, stream).await?;
+    step("exchanging commands", async {
+        tls.write_all(commands.as_bytes()).await?;
+        tls.flush().await?;
+        let mut answer = String::new();
+        while !answer.ends_with("PONG\r\n") {
+            match read_line(&mut tls).await {
+                Ok(line) => answer.push_str(&line),
+                Err(_) => break,
+            }
+        }
+        Ok(answer)
+    })
+    .await
+}
+
+fn mapped_server(
+    kind: ServerKind,
+    certificates: &TestCertificates,
+    users: &str,
+) -> anyhow::Result<ServerProcess> {
+    let config = format!(
+        "{}authorization {{\n  users: [\n    {users}\n  ]\n}}\n",
+        certificates.server_tls_block("verify_and_map: true")
+    );
+    Ok(ServerProcess::start(kind, ServerConfig::from_text(config))?)
+}
+
+/// The test client certificate's subject is `CN=tern e2e client`; its DNS name is
+/// `client.tern.test`.
+#[test]
+fn verify_and_map_picks_the_user_from_the_certificate_subject() {
+    for_each_server_kind_async(|kind| async move {
+        let certificates = TestCertificates::generate()?;
+        let server = mapped_server(
+            kind,
+            &certificates,
+            "{user: \"CN=tern e2e client\", permissions: {publish: \"allowed.>\"}}\n    {user: other, password: pw}",
+        )?;
+        let trusted = connector(&certificates, ClientCertificate::Trusted)?;
+        // No credentials in CONNECT: the certificate is the user, with its permissions.
+        let answer = tls_exchange(
+            &server,
+            &trusted,
+            "CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB > 1\r\nPUB allowed.x 1\r\na\r\nPUB denied 1\r\nb\r\nPING\r\n",
+        )
+        .await?;
+        assert_eq!(
+            answer,
+            "MSG allowed.x 1 1\r\na\r\n-ERR 'Permissions Violation for Publish to \"denied\"'\r\nPONG\r\n"
+        );
+        // A user name in CONNECT does not override the certificate, and a password sent
+        // is still checked against the mapped user's (none here).
+        let answer = tls_exchange(
+            &server,
+            &trusted,
+            "CONNECT {\"verbose\":false,\"user\":\"other\"}\r\nPUB denied 1\r\nb\r\nPING\r\n",
+        )
+        .await?;
+        assert_eq!(
+            answer,
+            "-ERR 'Permissions Violation for Publish to \"denied\"'\r\nPONG\r\n"
+        );
+        let answer = tls_exchange(
+            &server,
+            &trusted,
+            "CONNECT {\"verbose\":false,\"user\":\"other\",\"pass\":\"pw\"}\r\nPING\r\n",
+        )
+        .await?;
+        assert_eq!(answer, "-ERR 'Authorization Violation'\r\n");
+        Ok(())
+    });
+}
+
+#[test]
+fn verify_and_map_takes_a_dns_name_and_refuses_an_unknown_identity() {
+    for_each_server_kind_async(|kind| async move {
+        let certificates = TestCertificates::generate()?;
+        let trusted = connector(&certificates, ClientCertificate::Trusted)?;
+        let by_name = mapped_server(kind, &certificates, "{user: \"client.tern.test\"}")?;
+        let answer = tls_exchange(
+            &by_name,
+            &trusted,
+            "CONNECT {\"verbose\":false}\r\nPING\r\n",
+        )
+        .await?;
+        assert_eq!(answer, "PONG\r\n");
+        drop(by_name);
+
+        let unknown = mapped_server(
+            kind,
+            &certificates,
+            "{user: \"CN=someone else\"}\n    {user: alice, password: pw}",
+        )?;
+        let answer = tls_exchange(
+            &unknown,
+            &trusted,
+            "CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"pw\"}\r\nPING\r\n",
+        )
+        .await?;
+        assert_eq!(answer, "-ERR 'Authorization Violation'\r\n");
+        Ok(())
+    });
+}

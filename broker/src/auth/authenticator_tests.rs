@@ -398,6 +398,7 @@ fn secrets_stay_out_of_debug_output_and_errors() {
         token: "tok3n".into(),
         nkey: "UABC".into(),
         signature: "c2lnbmF0dXJl".into(),
+        certificate: None,
     };
     let debug = format!("{credentials:?}");
     for secret in ["hunter2", "tok3n", "c2lnbmF0dXJl"] {
@@ -438,6 +439,62 @@ fn credentials_come_from_connect() {
             token: "t".into(),
             nkey: "UKEY".into(),
             signature: "c2ln".into(),
+            certificate: None,
         }
     );
+}
+
+fn with_certificate(subject: &str, dns_names: &[&str]) -> Credentials {
+    Credentials {
+        certificate: Some(Arc::new(certificate::CertificateIdentity {
+            dns_names: dns_names.iter().map(|name| (*name).to_string()).collect(),
+            subject: certificate::DistinguishedName::parse(subject).unwrap(),
+            ..certificate::CertificateIdentity::default()
+        })),
+        ..Credentials::default()
+    }
+}
+
+#[test]
+fn certificate_mapping_takes_the_user_from_the_certificate() {
+    let authorization = users(&[
+        ("CN=alice,O=Example", "", Some(publish_only("a.>"))),
+        ("bob.example.com", "", None),
+        ("carol", "pw", None),
+    ]);
+    let mapping = Authenticator::new(&authorization, None).with_certificate_mapping(true, true);
+    let alice = mapping
+        .authenticate(&with_certificate("CN=alice,O=Example", &[]), None)
+        .unwrap();
+    assert_eq!(alice.name, "CN=alice,O=Example");
+    assert_eq!(alice.method, AuthenticationMethod::Certificate);
+    assert!(alice.permissions.is_some());
+    let bob = mapping
+        .authenticate(&with_certificate("CN=bob", &["bob.example.com"]), None)
+        .unwrap();
+    assert_eq!(bob.name, "bob.example.com");
+    assert!(matches!(
+        refused(&mapping, &with_certificate("CN=mallory", &[])),
+        AuthError::UnmappedCertificate { subject } if subject == "CN=mallory"
+    ));
+    // Without a certificate, user and password do not stand in for it.
+    assert_eq!(
+        refused(&mapping, &user("carol", "pw")),
+        AuthError::NoCertificate
+    );
+}
+
+#[test]
+fn a_user_without_a_password_is_certificate_only_when_some_listener_maps() {
+    let authorization = users(&[("CN=alice", "", None), ("carol", "pw", None)]);
+    let elsewhere = Authenticator::new(&authorization, None).with_certificate_mapping(false, true);
+    assert_eq!(
+        refused(&elsewhere, &user("CN=alice", "")),
+        AuthError::CertificateRequired {
+            user: "CN=alice".into()
+        }
+    );
+    assert!(elsewhere.authenticate(&user("carol", "pw"), None).is_ok());
+    let nowhere = Authenticator::new(&authorization, None);
+    assert!(nowhere.authenticate(&user("CN=alice", ""), None).is_ok());
 }

@@ -21,6 +21,7 @@
 //! - Checking a bcrypt password takes tens to hundreds of milliseconds by design: call
 //!   [`Authenticator::authenticate`] on a blocking thread ([`Authenticator::may_be_slow`]).
 
+pub mod certificate;
 mod nkey;
 mod password;
 mod permissions;
@@ -67,6 +68,12 @@ pub enum AuthError {
     MissingNonce { nkey: String },
     #[error("nkey {nkey:?}: {source}")]
     Nkey { nkey: String, source: NkeyError },
+    #[error("user required in certificate, but no client certificate was presented")]
+    NoCertificate,
+    #[error("user in certificate [{subject}] not found")]
+    UnmappedCertificate { subject: String },
+    #[error("user {user:?} requires a client certificate")]
+    CertificateRequired { user: String },
 }
 
 impl AuthError {
@@ -85,6 +92,8 @@ pub struct Credentials {
     pub nkey: String,
     /// CONNECT `sig`: the signature of the INFO nonce, base64.
     pub signature: String,
+    /// The identity in the client's TLS certificate, when its listener maps certificates.
+    pub certificate: Option<Arc<certificate::CertificateIdentity>>,
 }
 
 impl Credentials {
@@ -120,6 +129,7 @@ impl From<&ConnectOptions> for Credentials {
             token: connect.auth_token.clone(),
             nkey: connect.nkey.clone(),
             signature: connect.sig.clone(),
+            certificate: None,
         }
     }
 }
@@ -134,6 +144,7 @@ impl fmt::Debug for Credentials {
             .field("token", &redacted(&self.token))
             .field("nkey", &self.nkey)
             .field("signature", &redacted(&self.signature))
+            .field("certificate", &self.certificate.is_some())
             .finish()
     }
 }
@@ -151,6 +162,8 @@ pub enum AuthenticationMethod {
     /// A connection without credentials bound to `no_auth_user`.
     NoAuthUser,
     Nkey,
+    /// A user picked by the client certificate (`verify_and_map`).
+    Certificate,
 }
 
 /// Who a connection is and what it may do.
@@ -208,12 +221,25 @@ enum Mode {
 #[derive(Debug)]
 pub struct Authenticator {
     mode: Mode,
+    /// `verify_and_map` on this listener: users come from client certificates.
+    maps_certificates: bool,
+    /// `verify_and_map` on some listener: a user without a password is then a certificate
+    /// identity, never a password login elsewhere.
+    any_listener_maps: bool,
 }
 
 impl Authenticator {
     /// From the server's options: `authorization` and `no_auth_user`.
     pub fn from_options(options: &ServerOptions) -> Self {
         Self::new(&options.authorization, options.no_auth_user.as_deref())
+            .with_certificate_mapping(client_port_maps(options), any_listener_maps(options))
+    }
+
+    /// Sets whether this listener maps certificates to users, and whether any listener does.
+    pub fn with_certificate_mapping(mut self, here: bool, anywhere: bool) -> Self {
+        self.maps_certificates = here;
+        self.any_listener_maps = anywhere || here;
+        self
     }
 
     /// The authenticator of WebSocket clients when the `websocket {}` block overrides
@@ -224,10 +250,15 @@ impl Authenticator {
     pub fn for_websocket(options: &ServerOptions) -> Option<Self> {
         let websocket = options.websocket.as_ref()?;
         let own = websocket.authorization.clone().unwrap_or_default();
+        let maps = websocket.tls.as_ref().is_some_and(|tls| tls.verify_and_map);
         let overrides =
             own.user.is_some() || own.token.is_some() || websocket.no_auth_user.is_some();
         if !overrides {
-            return None;
+            // `verify_and_map` is the listener's own, as in nats-server.
+            return (maps != client_port_maps(options)).then(|| {
+                Self::new(&options.authorization, options.no_auth_user.as_deref())
+                    .with_certificate_mapping(maps, any_listener_maps(options))
+            });
         }
         let mut authorization = options.authorization.clone();
         authorization.user = own.user;
@@ -236,7 +267,10 @@ impl Authenticator {
         if own.timeout.is_some() {
             authorization.timeout = own.timeout;
         }
-        Some(Self::new(&authorization, websocket.no_auth_user.as_deref()))
+        Some(
+            Self::new(&authorization, websocket.no_auth_user.as_deref())
+                .with_certificate_mapping(maps, any_listener_maps(options)),
+        )
     }
 
     pub fn new(authorization: &Authorization, no_auth_user: Option<&str>) -> Self {
@@ -285,12 +319,21 @@ impl Authenticator {
         } else {
             Mode::Open
         };
-        Self { mode }
+        Self {
+            mode,
+            maps_certificates: false,
+            any_listener_maps: false,
+        }
     }
 
     /// Whether clients must present credentials (INFO `auth_required`, unless `no_auth_user`).
     pub fn is_required(&self) -> bool {
         !matches!(self.mode, Mode::Open)
+    }
+
+    /// Whether users come from client certificates on this listener (`verify_and_map`).
+    pub fn maps_certificates(&self) -> bool {
+        self.maps_certificates
     }
 
     /// Whether INFO must carry a `nonce` for clients to sign.
@@ -364,6 +407,9 @@ impl Authenticator {
                 if !nkeys.is_empty() && !credentials.nkey.is_empty() {
                     return authenticate_nkey(nkeys, credentials, nonce);
                 }
+                if self.maps_certificates && !users.is_empty() {
+                    return authenticate_certificate(users, credentials);
+                }
                 if credentials.is_anonymous() {
                     if let Some(name) = no_auth_user {
                         if let Some(user) = users.get(name) {
@@ -383,6 +429,14 @@ impl Authenticator {
                         user: credentials.user.clone(),
                     });
                 };
+                let certificate_only = self.any_listener_maps
+                    && user.password.is_empty()
+                    && no_auth_user.as_deref() != Some(credentials.user.as_str());
+                if certificate_only {
+                    return Err(AuthError::CertificateRequired {
+                        user: credentials.user.clone(),
+                    });
+                }
                 if !user.password.matches(&credentials.password) {
                     return Err(AuthError::WrongPassword {
                         user: credentials.user.clone(),
@@ -398,6 +452,51 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// `verify_and_map`: the certificate picks the user; a password the user has must still be
+/// sent (nats-server compares it too, and a mapped user usually has none).
+fn authenticate_certificate(
+    users: &HashMap<String, PasswordUser>,
+    credentials: &Credentials,
+) -> Result<AuthenticatedUser, AuthError> {
+    let identity = credentials
+        .certificate
+        .as_ref()
+        .ok_or(AuthError::NoCertificate)?;
+    let name = identity
+        .map_user(users.keys().map(String::as_str), |name| {
+            users.contains_key(name)
+        })
+        .ok_or_else(|| AuthError::UnmappedCertificate {
+            subject: identity.subject.to_string(),
+        })?;
+    let Some(user) = users.get(&name) else {
+        return Err(AuthError::UnknownUser { user: name });
+    };
+    if !user.password.matches(&credentials.password) {
+        return Err(AuthError::WrongPassword { user: name });
+    }
+    Ok(AuthenticatedUser {
+        name,
+        method: AuthenticationMethod::Certificate,
+        permissions: user.permissions.clone(),
+        account: user.account.clone(),
+        max_connections: user.max_connections,
+    })
+}
+
+fn client_port_maps(options: &ServerOptions) -> bool {
+    options.tls.as_ref().is_some_and(|tls| tls.verify_and_map)
+}
+
+fn any_listener_maps(options: &ServerOptions) -> bool {
+    let websocket_maps = options
+        .websocket
+        .as_ref()
+        .and_then(|websocket| websocket.tls.as_ref())
+        .is_some_and(|tls| tls.verify_and_map);
+    client_port_maps(options) || websocket_maps
 }
 
 fn authenticate_nkey(

@@ -34,6 +34,11 @@ impl StoredPassword {
         self.bcrypt
     }
 
+    /// Whether nothing is stored (a user without a password).
+    pub fn is_empty(&self) -> bool {
+        self.value.is_empty()
+    }
+
     /// Whether `presented` (from CONNECT) is this password.
     pub fn matches(&self, presented: &str) -> bool {
         if self.bcrypt {

@@ -181,6 +181,8 @@ pub struct Connection {
     tls: OnceLock<TlsDetails>,
     /// Credentials a WebSocket client sent as cookies in its upgrade request (set once).
     cookies: OnceLock<crate::transport::websocket::CookieCredentials>,
+    /// The identity in the client's certificate, read when its listener maps certificates.
+    certificate: OnceLock<Arc<crate::auth::certificate::CertificateIdentity>>,
     pub started: SystemTime,
     pub outbound: Mutex<Outbound>,
     /// Wakes the writer task when frames were queued.
@@ -229,6 +231,7 @@ impl Connection {
             websocket: false,
             tls: OnceLock::new(),
             cookies: OnceLock::new(),
+            certificate: OnceLock::new(),
             started,
             outbound: Mutex::new(Outbound::new(max_pending)),
             flush: Notify::new(),
@@ -310,6 +313,20 @@ impl Connection {
 
     pub fn set_cookie_credentials(&self, cookies: crate::transport::websocket::CookieCredentials) {
         let _ = self.cookies.set(cookies);
+    }
+
+    pub fn set_certificate_identity(
+        &self,
+        identity: Arc<crate::auth::certificate::CertificateIdentity>,
+    ) {
+        let _ = self.certificate.set(identity);
+    }
+
+    /// The identity in the client's certificate (`verify_and_map`), when it was read.
+    pub fn certificate_identity(
+        &self,
+    ) -> Option<&Arc<crate::auth::certificate::CertificateIdentity>> {
+        self.certificate.get()
     }
 
     /// What a WebSocket client's cookies carry, used where CONNECT lacks credentials.

@@ -208,6 +208,12 @@ impl Server {
                 connection.remote_address, connection.id, details.version, details.cipher_suite
             ));
         }
+        if self
+            .authenticator_for(kind == ClientListener::WebSocket)
+            .maps_certificates()
+        {
+            self.read_certificate_identity(&connection, &established.transport);
+        }
         if kind == ClientListener::WebSocket && admitted {
             self.count_client(&connection);
         }
@@ -274,6 +280,24 @@ impl Server {
         connection.close(CloseReason::MaxConnectionsExceeded);
         drop(reader);
         run_writer(connection, writer, write_deadline).await;
+    }
+
+    /// Keeps the identity in the client's certificate for `verify_and_map`; a certificate that
+    /// does not parse leaves none (the login then fails as unmapped).
+    fn read_certificate_identity(&self, connection: &Connection, transport: &Transport) {
+        let Some(leaf) = transport
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+        else {
+            return;
+        };
+        match crate::auth::certificate::CertificateIdentity::from_der(leaf) {
+            Ok(identity) => connection.set_certificate_identity(Arc::new(identity)),
+            Err(error) => logging::debug(format_args!(
+                "{} - cid:{} - {error}",
+                connection.remote_address, connection.id
+            )),
+        }
     }
 
     /// Runs TLS or the WebSocket upgrade. `Err(None)`: interrupted by shutdown;
