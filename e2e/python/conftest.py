@@ -44,12 +44,18 @@ def selected_kinds():
 
 
 class Server:
-    def __init__(self, kind):
+    def __init__(self, kind, config=None):
         self.kind = kind
         self.directory = tempfile.mkdtemp(prefix=f"tern-py-{kind}-")
         self.log = open(os.path.join(self.directory, "server.log"), "wb")
+        arguments = [server_binary(kind), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", self.directory]
+        if config is not None:
+            config_path = os.path.join(self.directory, "server.conf")
+            with open(config_path, "w") as config_file:
+                config_file.write(config)
+            arguments += ["-c", config_path]
         self.process = subprocess.Popen(
-            [server_binary(kind), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", self.directory],
+            arguments,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -61,6 +67,7 @@ class Server:
                     with open(files[0]) as ports_file:
                         ports = json.load(ports_file)
                     self.url = (ports.get("nats") or ports.get("client"))[0]
+                    self.websocket_urls = ports.get("websocket") or []
                     break
                 except (ValueError, TypeError):
                     pass
@@ -89,5 +96,16 @@ class Server:
 @pytest.fixture(params=selected_kinds())
 def server(request):
     started = Server(request.param)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(params=selected_kinds())
+def compressing_websocket_server(request):
+    """A server with a plain ws:// listener that agrees to permessage-deflate."""
+    started = Server(
+        request.param,
+        config="websocket {\n  host: 127.0.0.1\n  port: -1\n  no_tls: true\n  compression: true\n}\n",
+    )
     yield started
     started.stop()

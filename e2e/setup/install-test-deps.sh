@@ -129,17 +129,18 @@ step_cargo_fuzz() {
   return 1
 }
 
-# The nats-py client suite (e2e/python) needs nats-py and pytest from PyPI.
+# The Python suite (e2e/python) needs nats-py, websockets (a WebSocket client with its own
+# permessage-deflate) and pytest from PyPI.
 step_nats_py() {
-  if python3 -c 'import importlib.metadata as m, pytest, yaml; assert m.version("nats-py") == "2.16.0"' >/dev/null 2>&1; then
-    log "nats-py: 2.16.0"
+  if python3 -c 'import importlib.metadata as m, pytest, yaml; assert m.version("nats-py") == "2.16.0"; assert m.version("websockets") == "15.0.1"' >/dev/null 2>&1; then
+    log "nats-py: 2.16.0, websockets: 15.0.1"
     return 0
   fi
-  log "installing nats-py 2.16.0, pytest and PyYAML (chart check) from PyPI"
-  if python3 -m pip install --quiet --disable-pip-version-check 'nats-py==2.16.0' pytest pyyaml >/dev/null 2>&1; then
+  log "installing nats-py 2.16.0, websockets 15.0.1, pytest and PyYAML (chart check) from PyPI"
+  if python3 -m pip install --quiet --disable-pip-version-check 'nats-py==2.16.0' 'websockets==15.0.1' pytest pyyaml >/dev/null 2>&1; then
     return 0
   fi
-  log "cannot install nats-py (python3 -m pip install nats-py==2.16.0 pytest failed)"
+  log "cannot install the Python test clients (python3 -m pip install nats-py==2.16.0 websockets==15.0.1 pytest pyyaml failed)"
   return 1
 }
 

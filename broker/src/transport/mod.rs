@@ -23,6 +23,7 @@ pub mod accept;
 pub mod options;
 pub mod tls;
 pub mod websocket;
+mod websocket_frame;
 mod websocket_stream;
 
 use std::io;

@@ -115,8 +115,7 @@ pub struct WebSocketOptions {
     pub same_origin: bool,
     /// Origins (`scheme://host[:port]`) that may upgrade; empty accepts any.
     pub allowed_origins: Vec<String>,
-    /// Asked for permessage-deflate; Tern declines it in the handshake (see
-    /// `transport::websocket`), which every WebSocket client handles.
+    /// Agree to permessage-deflate with clients that offer it.
     pub compression: bool,
     pub handshake_timeout: Duration,
     /// `websocket { authorization { user, password, token, timeout } }`: overrides the

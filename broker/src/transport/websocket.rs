@@ -11,11 +11,11 @@
 //! `/leafnode…` and `/mqtt…` prefixes, anything else is a NATS client.
 //!
 //! The 101 answer echoes `Nats-No-Masking: true` when the client asked (the server then
-//! accepts unmasked frames) and adds the configured `headers`. Compression
-//! (permessage-deflate) is never negotiated: tungstenite does not implement it, so the
-//! extension is left out of the answer and clients fall back to uncompressed frames, as RFC
-//! 6455 requires of them. `X-Forwarded-For` (a single valid IP) and the configured
-//! credential cookies are returned for authentication.
+//! accepts unmasked frames), agrees to permessage-deflate (without context takeover, as
+//! nats-server words it) when `compression` is set and the client offered it, and adds the
+//! configured `headers`. `X-Forwarded-For` (a single valid IP) and the configured credential
+//! cookies are returned for authentication. The frames themselves are
+//! [`super::websocket_frame`]'s.
 
 use std::fmt;
 use std::io;
@@ -24,11 +24,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::options::WebSocketOptions;
 use super::tls::{ServerTls, TlsError};
-use super::websocket_stream::{frame_payload_limit, WebSocketTransport};
+use super::websocket_frame::Role;
+use super::websocket_stream::{
+    Agreement, WebSocketTransport, PERMESSAGE_DEFLATE, PERMESSAGE_DEFLATE_RESPONSE,
+};
 use super::Transport;
 
 /// The upgrade request (request line and headers) may not be larger than this.
@@ -62,7 +64,7 @@ pub enum WebSocketError {
     InvalidHeader { name: String },
 
     #[error("websocket client handshake failed: {0}")]
-    Client(#[from] tokio_tungstenite::tungstenite::Error),
+    Client(String),
 
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -76,6 +78,8 @@ pub struct WebSocketSettings {
     allowed_origins: Vec<Origin>,
     handshake_timeout: Duration,
     max_message_size: usize,
+    /// Agree to permessage-deflate when a client offers it.
+    compression: bool,
     headers: Vec<(String, String)>,
     user_cookie: Option<String>,
     pass_cookie: Option<String>,
@@ -119,6 +123,7 @@ impl WebSocketSettings {
             allowed_origins,
             handshake_timeout: options.handshake_timeout,
             max_message_size: operation.saturating_mul(8).min(MAX_MESSAGE_SIZE_CAP),
+            compression: options.compression,
             headers: options.headers.clone(),
             user_cookie: options.user_cookie.clone(),
             pass_cookie: options.pass_cookie.clone(),
@@ -239,21 +244,45 @@ struct UpgradeRequest {
     headers: Vec<(String, String)>,
 }
 
+/// The first `name` header's value (names compare without case).
+pub(super) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// Whether any `name` header lists `token` (comma-separated, case-insensitive; parameters
+/// after `;` are not compared, so `permessage-deflate; ...` lists `permessage-deflate`).
+pub(super) fn header_lists(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+        .flat_map(|(_, value)| value.split(','))
+        .filter_map(|item| item.split(';').next())
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// httparse's headers as owned name and value pairs.
+pub(super) fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|header| {
+            (
+                header.name.to_string(),
+                String::from_utf8_lossy(header.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
 impl UpgradeRequest {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        header(&self.headers, name)
     }
 
-    /// Whether any `name` header lists `token` (comma-separated, case-insensitive).
     fn header_contains(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-            .flat_map(|(_, value)| value.split(','))
-            .any(|item| item.trim().eq_ignore_ascii_case(token))
+        header_lists(&self.headers, name, token)
     }
 
     fn cookie(&self, name: &str) -> Option<String> {
@@ -297,16 +326,7 @@ fn parse_request(bytes: &[u8]) -> Result<Option<UpgradeRequest>, Rejection> {
     Ok(Some(UpgradeRequest {
         method: request.method.unwrap_or_default().to_string(),
         path: request.path.unwrap_or_default().to_string(),
-        headers: request
-            .headers
-            .iter()
-            .map(|header| {
-                (
-                    header.name.to_string(),
-                    String::from_utf8_lossy(header.value).into_owned(),
-                )
-            })
-            .collect(),
+        headers: owned_headers(request.headers),
     }))
 }
 
@@ -315,6 +335,8 @@ fn parse_request(bytes: &[u8]) -> Result<Option<UpgradeRequest>, Rejection> {
 struct Accepted {
     accept_key: String,
     no_masking: bool,
+    /// permessage-deflate is agreed.
+    compression: bool,
     path: WebSocketPath,
 }
 
@@ -357,6 +379,8 @@ fn check_request(
     Ok(Accepted {
         accept_key: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
         no_masking: request.header("nats-no-masking") == Some("true"),
+        compression: settings.compression
+            && request.header_contains("sec-websocket-extensions", PERMESSAGE_DEFLATE),
         path,
     })
 }
@@ -398,6 +422,9 @@ fn switching_protocols(accepted: &Accepted, settings: &WebSocketSettings) -> Vec
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         accepted.accept_key
     );
+    if accepted.compression {
+        response.push_str(PERMESSAGE_DEFLATE_RESPONSE);
+    }
     if accepted.no_masking {
         response.push_str("Nats-No-Masking: true\r\n");
     }
@@ -465,13 +492,20 @@ async fn upgrade(
     let browser = request
         .header("user-agent")
         .is_some_and(|agent| agent.starts_with("Mozilla/"));
-    let config = stream_config(settings.max_message_size, browser)
-        .accept_unmasked_frames(accepted.no_masking);
+    let agreement = Agreement {
+        role: Role::Server,
+        no_masking: accepted.no_masking,
+        compression: accepted.compression,
+        max_message_size: settings.max_message_size,
+        browser,
+    };
     let cookie = |name: &Option<String>| name.as_deref().and_then(|name| request.cookie(name));
     Ok(WebSocketUpgrade {
-        transport: Transport::WebSocket(Box::new(
-            WebSocketTransport::new(transport, Role::Server, config, browser).await,
-        )),
+        transport: Transport::WebSocket(Box::new(WebSocketTransport::new(
+            transport,
+            agreement,
+            &[],
+        ))),
         path: accepted.path,
         client_ip: request
             .header("x-forwarded-for")
@@ -485,15 +519,22 @@ async fn upgrade(
     })
 }
 
-/// tungstenite's limits for one connection: reads bounded by `max_message_size`, writes by
-/// the frame size and a buffer of a few frames.
-pub(super) fn stream_config(max_message_size: usize, browser: bool) -> WebSocketConfig {
-    let write_buffer = 128 * 1024;
-    WebSocketConfig::default()
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
-        .write_buffer_size(write_buffer)
-        .max_write_buffer_size(write_buffer + 2 * frame_payload_limit(browser) + 1024)
+/// Appends what one read returns to `buffer` (an HTTP head being read); the end of the
+/// stream is an error.
+pub(super) async fn read_more(
+    transport: &mut Transport,
+    buffer: &mut Vec<u8>,
+) -> Result<(), WebSocketError> {
+    let mut chunk = [0u8; 2048];
+    let read = transport
+        .read(&mut chunk)
+        .await
+        .map_err(WebSocketError::Read)?;
+    if read == 0 {
+        return Err(WebSocketError::Read(io::ErrorKind::UnexpectedEof.into()));
+    }
+    buffer.extend_from_slice(&chunk[..read]);
+    Ok(())
 }
 
 /// Reads one request, bounded by [`MAX_UPGRADE_REQUEST_SIZE`]. The outer `Err` is an I/O
@@ -502,16 +543,8 @@ async fn read_request(
     transport: &mut Transport,
 ) -> Result<Result<UpgradeRequest, Rejection>, WebSocketError> {
     let mut buffer = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
     loop {
-        let read = transport
-            .read(&mut chunk)
-            .await
-            .map_err(WebSocketError::Read)?;
-        if read == 0 {
-            return Err(WebSocketError::Read(io::ErrorKind::UnexpectedEof.into()));
-        }
-        buffer.extend_from_slice(&chunk[..read]);
+        read_more(transport, &mut buffer).await?;
         match parse_request(&buffer) {
             Ok(Some(request)) => return Ok(Ok(request)),
             Ok(None) if buffer.len() >= MAX_UPGRADE_REQUEST_SIZE => {

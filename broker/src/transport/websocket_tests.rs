@@ -150,33 +150,61 @@ async fn wss_runs_the_upgrade_inside_tls() {
 }
 
 #[tokio::test]
-async fn the_client_side_talks_to_the_server_side() {
-    let (address, task) = serve(settings(&plain_options())).await;
-    let stream = TcpStream::connect(address).await.unwrap();
-    let client_settings = ClientWebSocketSettings {
-        handshake_timeout: Duration::from_secs(2),
-        max_message_size: 1024 * 1024,
-        no_masking: true,
+async fn the_client_side_talks_to_the_server_side_with_and_without_compression() {
+    let compressing = WebSocketOptions {
+        compression: true,
+        ..plain_options()
     };
-    let mut client = connect_websocket(
-        Transport::Tcp(stream),
-        &format!("ws://{address}/leafnode"),
-        &client_settings,
-    )
-    .await
-    .unwrap();
-    let upgrade = task.await.unwrap().unwrap();
-    assert_eq!(upgrade.path, WebSocketPath::Leafnode);
-    let session = tokio::spawn(run_session(upgrade.transport));
-    let mut info = vec![0u8; INFO_LINE.len()];
-    client.read_exact(&mut info).await.unwrap();
-    assert_eq!(info, INFO_LINE);
-    client.write_all(b"PING\r\n").await.unwrap();
-    client.flush().await.unwrap();
-    let mut pong = [0u8; 6];
-    client.read_exact(&mut pong).await.unwrap();
-    assert_eq!(&pong, b"PONG\r\n");
-    session.await.unwrap();
+    for offered in [false, true] {
+        let (address, task) = serve(settings(&compressing)).await;
+        let stream = TcpStream::connect(address).await.unwrap();
+        let client_settings = ClientWebSocketSettings {
+            handshake_timeout: Duration::from_secs(2),
+            max_message_size: 1024 * 1024,
+            no_masking: true,
+            compression: offered,
+        };
+        let mut client = connect_websocket(
+            Transport::Tcp(stream),
+            &format!("ws://{address}/leafnode"),
+            &client_settings,
+        )
+        .await
+        .unwrap();
+        let upgrade = task.await.unwrap().unwrap();
+        assert_eq!(upgrade.path, WebSocketPath::Leafnode);
+        let compressed = |transport: &Transport| match transport {
+            Transport::WebSocket(stream) => stream.is_compressed(),
+            _ => panic!("not a WebSocket transport"),
+        };
+        assert_eq!(compressed(&client), offered);
+        assert_eq!(compressed(&upgrade.transport), offered);
+        let session = tokio::spawn(run_session(upgrade.transport));
+        let mut info = vec![0u8; INFO_LINE.len()];
+        client.read_exact(&mut info).await.unwrap();
+        assert_eq!(info, INFO_LINE);
+        client.write_all(b"PING\r\n").await.unwrap();
+        client.flush().await.unwrap();
+        let mut pong = [0u8; 6];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"PONG\r\n");
+        let mut server_side = session.await.unwrap();
+
+        // A large compressible write crosses intact, split into frames by the writer.
+        let payload: Vec<u8> = (0..200_000u32)
+            .map(|index| (index % 7) as u8 + b'a')
+            .collect();
+        let expected = payload.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&payload).await.unwrap();
+            client.flush().await.unwrap();
+            client
+        });
+        let mut received = vec![0u8; expected.len()];
+        server_side.read_exact(&mut received).await.unwrap();
+        assert!(received == expected, "payload arrived changed");
+        writer.await.unwrap();
+    }
 }
 
 #[tokio::test]
