@@ -534,3 +534,76 @@ fn a_watched_config_file_reloads_when_it_changes() {
         Ok(())
     });
 }
+
+/// Accounts A and B; `import` is B's `imports` list.
+fn accounts_config(import: &str) -> String {
+    format!(
+        "accounts {{\n  A: {{ users: [ {{user: a, password: a-pass}} ], exports: [ {{stream: \"orders.>\"}} ] }}\n  B: {{ users: [ {{user: b, password: b-pass}} ], imports: [ {import} ] }}\n}}\n"
+    )
+}
+
+const B_IMPORTS_ORDERS: &str = r#"{stream: {account: A, subject: "orders.>"}, prefix: shop}"#;
+
+/// Publishes probes from `publisher` until `receiver` does (or does not) get them under the
+/// import's prefix; both connections stay open throughout.
+fn poll_import(
+    what: &str,
+    publisher: &mut RawClient,
+    receiver: &mut RawClient,
+    wanted: bool,
+) -> anyhow::Result<()> {
+    let mut probe = 0;
+    poll_until(what, || {
+        probe += 1;
+        publisher.send(format!(
+            "{}PING\r\n",
+            publish(&format!("orders.{probe}"), "x")
+        ))?;
+        publisher.expect("PONG\r\n")?;
+        receiver.send("PING\r\n")?;
+        let delivered = match next_frame_answering_pings(receiver)? {
+            Frame::Pong => false,
+            Frame::Message(got) => {
+                anyhow::ensure!(
+                    got.subject == format!("shop.orders.{probe}") && got.sid == "1",
+                    "unexpected delivery {got:?}"
+                );
+                receiver.expect("PONG\r\n")?;
+                true
+            }
+            other => anyhow::bail!("expected a message or PONG, got {other:?}"),
+        };
+        Ok(delivered == wanted)
+    })
+}
+
+#[test]
+fn imports_added_and_removed_by_reload_apply_to_open_connections() {
+    for_each_server_kind(|kind| {
+        let server = start(kind, &accounts_config(""))?;
+        let mut importer = connect_as(&server, "b", "b-pass")?;
+        importer.send("SUB shop.orders.> 1\r\nSUB orders.> 2\r\nPING\r\n")?;
+        importer.expect("PONG\r\n")?;
+        let mut exporter = connect_as(&server, "a", "a-pass")?;
+        exporter.send(format!("{}PING\r\n", publish("orders.0", "x")))?;
+        exporter.expect("PONG\r\n")?;
+        importer.send("PING\r\n")?;
+        importer.expect("PONG\r\n")?;
+
+        reload(&server, &accounts_config(B_IMPORTS_ORDERS))?;
+        poll_import(
+            "the added import to deliver",
+            &mut exporter,
+            &mut importer,
+            true,
+        )?;
+        reload(&server, &accounts_config(""))?;
+        poll_import(
+            "the removed import to stop delivering",
+            &mut exporter,
+            &mut importer,
+            false,
+        )?;
+        Ok(())
+    });
+}
