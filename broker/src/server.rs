@@ -1002,6 +1002,12 @@ impl Server {
         let websocket = websocket_settings(&new_options)?;
         *self.client_security.write() = security;
         *self.websocket.write() = websocket;
+        if current.cluster != new_options.cluster {
+            // Routes keep the settings they started with; say so rather than pretend.
+            logging::warning(format_args!(
+                "Reload: changes to the cluster block (routes, pool_size, accounts, compression, ...) take effect after a restart"
+            ));
+        }
         if let Err(error) = logging::configure(&new_options.logging) {
             logging::error(format_args!("Reload: cannot open log file: {error}"));
         }
@@ -1228,8 +1234,6 @@ fn check_unchanged<T: PartialEq + std::fmt::Debug>(
     })
 }
 
-/// `sha256:<hex>` of a config file's bytes, as nats-server's `/varz` reports it; empty when
-/// there is no file or it cannot be read.
 /// Gives every account its configured limits (and none to those without a `limits` block).
 /// Connections already bound keep their place; the new limits apply to what comes next.
 fn apply_account_limits(accounts: &HashMap<String, Arc<Account>>, options: &ServerOptions) {
@@ -1244,6 +1248,8 @@ fn apply_account_limits(accounts: &HashMap<String, Arc<Account>>, options: &Serv
     }
 }
 
+/// `sha256:<hex>` of a config file's bytes, as nats-server's `/varz` reports it; empty when
+/// there is no file or it cannot be read.
 fn config_digest(path: Option<&std::path::Path>) -> String {
     use sha2::{Digest, Sha256};
     let Some(bytes) = path.and_then(|path| std::fs::read(path).ok()) else {

@@ -1,8 +1,11 @@
 //! Arbitrary CONNECT JSON against an authenticator with password, bcrypt-less and NKEY users:
-//! it is accepted or refused, never a panic, and a refusal never echoes a secret.
+//! it is accepted or refused, never a panic, and a refusal never echoes a secret. The same
+//! bytes go through the `verify_and_map` readers (a DER certificate, a distinguished name),
+//! which must refuse or read them, never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tern_broker::auth::certificate::{CertificateIdentity, DistinguishedName};
 use tern_broker::auth::{Authenticator, Credentials};
 use tern_broker::options::{Authorization, NkeyUser, User};
 use tern_broker::protocol::ConnectOptions;
@@ -11,6 +14,12 @@ use tern_broker::protocol::ConnectOptions;
 const NKEY: &str = "UBZRTP7JM54GKKFWALV65TO2CSV7HVRQUSV3XT6T6DTERDHVCAX7QAP2";
 
 fuzz_target!(|data: &[u8]| {
+    let _ = CertificateIdentity::from_der(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(name) = DistinguishedName::parse(text) {
+            let _ = name.to_string();
+        }
+    }
     let Ok(connect) = ConnectOptions::parse(data) else {
         return;
     };
@@ -20,11 +29,13 @@ fuzz_target!(|data: &[u8]| {
             password: "secret-password".into(),
             permissions: None,
             account: None,
+            max_connections: None,
         }],
         nkey_users: vec![NkeyUser {
             nkey: NKEY.into(),
             permissions: None,
             account: None,
+            max_connections: None,
         }],
         ..Authorization::default()
     };

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_broker::protocol::{parse_client_operation, ParserLimits, Parsed};
+use tern_broker::protocol::{parse_client_operation, Parsed, ParserLimits};
 
 const LIMITS: ParserLimits = ParserLimits {
     max_control_line: 256,
