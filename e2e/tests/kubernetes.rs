@@ -192,6 +192,26 @@ fn condition_is(object: &Value, type_: &str, status: &str) -> bool {
         == Some(status)
 }
 
+/// Waits until NatsCluster `namespace/name` has condition `type_` with `status`; returns the
+/// condition's message (empty when it has none).
+fn wait_for_condition(
+    tier: &Tier,
+    namespace: &str,
+    name: &str,
+    (type_, status): (&str, &str),
+    timeout: Duration,
+) -> Result<String, String> {
+    tier.wait_for(
+        &format!("{type_}={status} on NatsCluster {namespace}/{name}"),
+        timeout,
+        &["get", "natscluster", name, "-n", namespace],
+        |object| {
+            condition_is(object, type_, status)
+                .then(|| condition_message(object, type_).unwrap_or_default())
+        },
+    )
+}
+
 fn nats_cluster(namespace: &str, name: &str, replicas: u32, extra_spec: &str) -> String {
     format!(
         "apiVersion: tern.dev/v1alpha1\nkind: NatsCluster\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  replicas: {replicas}\n  lifecycle:\n    lameDuckDuration: 30s\n    lameDuckGracePeriod: 2s\n    terminationGracePeriodSeconds: 45\n{extra_spec}"
@@ -291,16 +311,9 @@ fn an_invalid_spec_gets_a_condition_and_an_event(tier: &Tier) -> Result<(), Stri
         1,
         "  config:\n    overrides:\n      port: 1234\n",
     ))?;
-    let message = tier.wait_for(
-        "SpecValid=False on NatsCluster bad",
-        Duration::from_secs(30),
-        &["get", "natscluster", "bad", "-n", "e2e-invalid"],
-        |object| {
-            (condition_is(object, "SpecValid", "False") && condition_is(object, "Ready", "False"))
-                .then(|| condition_message(object, "SpecValid"))
-                .flatten()
-        },
-    )?;
+    let timeout = Duration::from_secs(30);
+    let message = wait_for_condition(tier, "e2e-invalid", "bad", ("SpecValid", "False"), timeout)?;
+    wait_for_condition(tier, "e2e-invalid", "bad", ("Ready", "False"), timeout)?;
     if !message.contains("spec.config.overrides.port") {
         return Err(format!("the condition does not name the field: {message}"));
     }
@@ -775,11 +788,12 @@ fn a_standby_replica_takes_over_when_the_leader_dies(tier: &mut Tier) -> Result<
     .map_err(|error| error.to_string())?;
     namespace(tier, "e2e-failover")?;
     tier.apply(&nats_cluster("e2e-failover", "solo", 1, ""))?;
-    tier.wait_for(
-        "the new leader to reconcile solo",
+    wait_for_condition(
+        tier,
+        "e2e-failover",
+        "solo",
+        ("SpecValid", "True"),
         Duration::from_secs(60),
-        &["get", "natscluster", "solo", "-n", "e2e-failover"],
-        |object| condition_is(object, "SpecValid", "True").then_some(()),
     )?;
     Ok(())
 }
@@ -794,16 +808,9 @@ fn external_addresses_are_waited_for_then_advertised(tier: &Tier) -> Result<(), 
         1,
         "  listeners:\n    leafnodes:\n      expose:\n        perServer: false\n",
     ))?;
-    let message = tier.wait_for(
-        "AdvertiseAddressesResolved=False on edge",
-        Duration::from_secs(30),
-        &["get", "natscluster", "edge", "-n", "e2e-expose"],
-        |object| {
-            condition_is(object, "AdvertiseAddressesResolved", "False")
-                .then(|| condition_message(object, "AdvertiseAddressesResolved"))
-                .flatten()
-        },
-    )?;
+    let resolved = |status| ("AdvertiseAddressesResolved", status);
+    let timeout = Duration::from_secs(30);
+    let message = wait_for_condition(tier, "e2e-expose", "edge", resolved("False"), timeout)?;
     if !message.contains("Service e2e-expose/edge-leafnodes") {
         return Err(format!(
             "the condition does not name the Service: {message}"
@@ -834,12 +841,7 @@ fn external_addresses_are_waited_for_then_advertised(tier: &Tier) -> Result<(), 
         "-p",
         r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}"#,
     ])?;
-    tier.wait_for(
-        "AdvertiseAddressesResolved=True on edge",
-        Duration::from_secs(30),
-        &["get", "natscluster", "edge", "-n", "e2e-expose"],
-        |object| condition_is(object, "AdvertiseAddressesResolved", "True").then_some(()),
-    )?;
+    wait_for_condition(tier, "e2e-expose", "edge", resolved("True"), timeout)?;
     let text = config(tier)?;
     if !text.contains("advertise: \"192.0.2.10:7422\"") {
         return Err(format!(

@@ -310,7 +310,14 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Bytes, FrameError> {
         reason: "compressed message does not inflate",
     };
     let mut decompress = Decompress::new(false);
-    let input = [compressed, &DEFLATE_TAIL[..]].concat();
+    let total = compressed.len() + DEFLATE_TAIL.len();
+    // The message, then the tail, without copying them together.
+    let input_from = |read: usize| match compressed.get(read..) {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => DEFLATE_TAIL
+            .get(read.saturating_sub(compressed.len())..)
+            .unwrap_or_default(),
+    };
     let mut output = Vec::with_capacity((compressed.len() * 4).clamp(64, limit.max(64)));
     loop {
         if output.len() == output.capacity() {
@@ -324,11 +331,7 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Bytes, FrameError> {
         let consumed = usize::try_from(decompress.total_in()).unwrap_or(usize::MAX);
         let produced = decompress.total_out();
         let status = decompress
-            .decompress_vec(
-                input.get(consumed..).unwrap_or_default(),
-                &mut output,
-                FlushDecompress::Sync,
-            )
+            .decompress_vec(input_from(consumed), &mut output, FlushDecompress::Sync)
             .map_err(|_| invalid.clone())?;
         if output.len() > limit {
             return Err(too_big());
@@ -337,7 +340,7 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Bytes, FrameError> {
         let stalled = read_now == consumed
             && decompress.total_out() == produced
             && output.len() < output.capacity();
-        if status == Status::StreamEnd || (stalled && read_now >= input.len()) {
+        if status == Status::StreamEnd || (stalled && read_now >= total) {
             break;
         }
         if stalled {

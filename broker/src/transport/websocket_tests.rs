@@ -13,6 +13,7 @@ use super::*;
 use crate::transport::options::{TlsOptions, WebSocketOptions};
 use crate::transport::test_support::{loopback_listener, TestPki};
 use crate::transport::tls::ClientTls;
+use crate::transport::websocket_frame::{DecoderSettings, FrameDecoder, Incoming};
 use crate::transport::websocket_stream::{connect_websocket, ClientWebSocketSettings};
 
 const INFO_LINE: &[u8] = b"INFO {\"server_id\":\"NTEST\"} \r\n";
@@ -429,4 +430,50 @@ fn header_checks_follow_rfc_6455_in_nats_server_order() {
         .is_err(),
         "a tls block without a certificate is refused"
     );
+}
+
+#[tokio::test]
+async fn an_agreed_compression_deflates_what_goes_on_the_wire() {
+    let compressing = WebSocketOptions {
+        compression: true,
+        ..plain_options()
+    };
+    let (address, task) = serve(settings(&compressing)).await;
+    let (mut raw, head) = raw_request(
+        address,
+        &upgrade_request(
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+        ),
+    )
+    .await;
+    assert!(
+        head.contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"),
+        "{head}"
+    );
+    let mut transport = task.await.unwrap().unwrap().transport;
+    let payload = b"MSG orders.eu 1 11\r\nhello world\r\n".repeat(1000);
+    transport.write_all(&payload).await.unwrap();
+    transport.shutdown().await.unwrap();
+    let mut wire = Vec::new();
+    raw.read_to_end(&mut wire).await.unwrap();
+    assert_eq!(wire[0], 0xc2, "a final binary frame with RSV1 (compressed)");
+    assert!(
+        wire.len() < payload.len() / 10,
+        "{} bytes on the wire",
+        wire.len()
+    );
+
+    // A client's decoder gets the payload back, then the close frame.
+    let mut decoder = FrameDecoder::new(DecoderSettings {
+        role: Role::Client,
+        accept_unmasked: false,
+        compression: true,
+        max_message_size: 1 << 20,
+    });
+    decoder.buffer().extend_from_slice(&wire);
+    assert_eq!(
+        decoder.decode().unwrap(),
+        Some(Incoming::Data(Bytes::from(payload)))
+    );
+    assert_eq!(decoder.decode().unwrap(), Some(Incoming::Close(Some(1000))));
 }
